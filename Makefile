@@ -1,0 +1,33 @@
+# make workbook : create the environment if missing, then run every notebook at the CPU preset
+# make test     : create the environment if missing, then run the unit tests and the notebook smoke runs
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= cpu
+# GPU users: TORCH_SPEC="torch" (or a CUDA wheel spec) and CONSTRAINTS= to keep your own torch build
+TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS ?= -c constraints/cpu.txt
+
+.PHONY: env workbook test clean-cache lab
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e ".[notebooks,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (provenance-workbook)" >/dev/null
+	touch $@
+
+workbook: env
+	$(PY) -m provlib.run_notebooks --preset $(PRESET)
+
+test: env
+	$(PY) -m pytest
+
+lab: env
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-cache:
+	rm -rf data/cache outputs

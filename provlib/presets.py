@@ -1,0 +1,169 @@
+"""Scale presets: one frozen object per scale; notebook parameters override single fields.
+
+``smoke`` exercises every code path in seconds (tests), ``cpu`` is the default embedded workbook,
+``sd`` is paper scale (Stable Diffusion checkpoints the user provides, fp16 on CUDA).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    seed: int = 0
+    device: str = "cpu"                 # "cpu" or "cuda"
+    dtype: str = "float32"              # weights / inference dtype: "float32" or "float16"
+    mixed_precision: str = "no"         # accelerate's setting for fine-tuning: "no", "fp16", "bf16"
+    resolution: int = 32
+    n_jobs: int = 2                     # parallel workers for the suspect zoo (1 = single process)
+
+    # data: procedural domains at CPU scale, user folders at paper scale
+    data_source: str = "procedural"     # "procedural" or "folder"
+    dataset_dirs: dict = field(default_factory=dict)  # domain -> folder with captions.csv / metadata.jsonl
+    n_pretrain: int = 3000              # generic images the tiny base models are pre-trained on
+    n_private: int = 160                # a source owner's private fine-tuning set, per domain
+    n_real: int = 256                   # real-data pool per domain that suspects draw from
+    scene_caption_list_size: int = 400  # the CC3M analogue's caption list
+    base_source_domain: str = "generic"  # prompts / real data for the base-only sources
+
+    # base ("pre-trained") models
+    base_names: tuple = ("v1", "v2")
+    base_checkpoints: dict = field(default_factory=dict)  # base -> local pipeline dir or hub id (paper scale)
+    allow_download: bool = False        # hub ids are only fetched when this is True
+    vae_steps: int = 1500
+    pretrain_steps: int = 2500
+    pretrain_batch_size: int = 32
+    pretrain_lr: float = 3e-4
+
+    # source models: each base fine-tuned on each private domain
+    source_domains: tuple = ("faces", "scenes")
+    source_steps: int = 1200
+    source_batch_size: int = 16
+    source_lr: float = 1e-4
+
+    # suspect zoo
+    suspect_samples: int = 128          # M: size of a suspect's fine-tuning set (paper: 500)
+    suspect_steps: int = 120
+    suspect_batch_size: int = 16
+    suspect_lr: float = 2e-4
+    rho_values: tuple = (0.3, 0.5, 0.7, 1.0)
+    suspects_per_setting: int = 6       # per (source, rho), rho = 0 (innocent) included
+    shadow_fraction: float = 0.5        # share of each setting the defender may use (shadow models)
+    suspect_base: str = "other"         # "other": the base the source was not built on; or a base name
+
+    # generation and training mechanics
+    inference_steps: int = 20
+    guidance_scale: float = 3.0
+    generation_batch_size: int = 64
+    checkpoint_every: int = 500
+    memorization_prompts: int = 64     # prompts per source in notebook 01's memorization check
+
+    def __post_init__(self):
+        _validate(self)
+
+    def replace(self, **overrides) -> "Preset":
+        """A copy with some fields changed; unknown names raise an error listing the valid ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for key in overrides:
+            if key not in known:
+                raise ParameterError(key, f"a preset field, one of {sorted(known - {'name'})}")
+        overrides = {k: tuple(v) if isinstance(getattr(self, k), tuple) and isinstance(v, list) else v
+                     for k, v in overrides.items()}
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # derived names
+    @property
+    def source_names(self) -> list[str]:
+        """SD-v1, SD-v1-CelebA, SD-v1-CC3M, ... in this workbook's names: v1, v1-faces, v1-scenes, ..."""
+        return [name for base in self.base_names for name in [base] + [f"{base}-{d}" for d in self.source_domains]]
+
+    @property
+    def is_paper_scale(self) -> bool:
+        return self.data_source == "folder"
+
+
+def _validate(p: Preset) -> None:
+    def need(ok: bool, parameter: str, expected: str, got):
+        if not ok:
+            raise ParameterError(parameter, expected, got)
+
+    for name in ("resolution", "n_jobs", "n_pretrain", "n_private", "n_real", "scene_caption_list_size",
+                 "vae_steps", "pretrain_steps", "pretrain_batch_size", "source_steps", "source_batch_size",
+                 "suspect_samples", "suspect_steps", "suspect_batch_size", "suspects_per_setting",
+                 "inference_steps", "generation_batch_size", "checkpoint_every", "memorization_prompts"):
+        value = getattr(p, name)
+        need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive integer", value)
+    need(p.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'", p.device)
+    need(p.dtype in ("float32", "float16"), "dtype", "'float32' or 'float16'", p.dtype)
+    need(p.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision", "'no', 'fp16' or 'bf16'", p.mixed_precision)
+    need(p.resolution % 8 == 0, "resolution", "a multiple of 8", p.resolution)
+    need(p.data_source in ("procedural", "folder"), "data_source", "'procedural' or 'folder'", p.data_source)
+    need(isinstance(p.rho_values, tuple) and len(p.rho_values) > 0, "rho_values", "a non-empty list of proportions", p.rho_values)
+    for rho in p.rho_values:
+        need(isinstance(rho, (int, float)) and 0.0 < rho <= 1.0, "rho_values",
+             "proportions in (0, 1] (rho = 0, the innocent models, is always built)", rho)
+    need(0.0 < p.shadow_fraction < 1.0, "shadow_fraction", "a number strictly between 0 and 1", p.shadow_fraction)
+    need(p.suspects_per_setting >= 2, "suspects_per_setting", "at least 2 (one shadow and one test model)", p.suspects_per_setting)
+    need(p.suspect_samples <= p.n_real, "suspect_samples", f"at most n_real={p.n_real} (suspects draw from the real pool)", p.suspect_samples)
+    need(len(p.base_names) >= 1 and len(set(p.base_names)) == len(p.base_names), "base_names", "distinct base names", p.base_names)
+    need(p.suspect_base == "other" or p.suspect_base in p.base_names, "suspect_base", f"'other' or one of {p.base_names}", p.suspect_base)
+    need(p.suspect_base != "other" or len(p.base_names) >= 2, "suspect_base", "a base name when there is only one base", p.suspect_base)
+    need(p.guidance_scale >= 1.0, "guidance_scale", "a number >= 1", p.guidance_scale)
+    if p.data_source == "procedural":
+        need(p.base_source_domain == "generic" or p.base_source_domain in p.source_domains, "base_source_domain",
+             "'generic' or one of source_domains", p.base_source_domain)
+        need(set(p.source_domains) <= {"faces", "scenes"}, "source_domains", "a subset of ('faces', 'scenes')", p.source_domains)
+    need(p.device == "cuda" or p.dtype == "float32", "dtype", "'float32' on the CPU (fp16 needs device='cuda')", p.dtype)
+
+
+PRESETS = {
+    "smoke": Preset(
+        name="smoke", n_jobs=1, n_pretrain=96, n_private=24, n_real=32, scene_caption_list_size=40,
+        vae_steps=30, pretrain_steps=30, pretrain_batch_size=16, source_steps=10, suspect_samples=16,
+        suspect_steps=4, suspect_batch_size=8, rho_values=(0.5, 1.0), suspects_per_setting=2,
+        inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
+    ),
+    "cpu": Preset(name="cpu"),
+    "sd": Preset(
+        name="sd", device="cuda", dtype="float16", mixed_precision="fp16", resolution=512, n_jobs=1,
+        data_source="folder", n_private=3000, n_real=1000, base_source_domain="scenes",
+        dataset_dirs={}, base_checkpoints={}, pretrain_steps=1, vae_steps=1,
+        source_steps=3000, source_batch_size=2, source_lr=2e-6,
+        suspect_samples=500, suspect_steps=3000, suspect_batch_size=2, suspect_lr=2e-6,
+        suspects_per_setting=30, inference_steps=50, guidance_scale=7.5, generation_batch_size=8,
+        checkpoint_every=500, memorization_prompts=64,
+    ),
+}
+
+
+def load_preset(name: str, **overrides) -> Preset:
+    """The named preset with notebook parameters applied; errors name the offending parameter."""
+    if name not in PRESETS:
+        raise ParameterError("preset", f"one of {sorted(PRESETS)}", name)
+    preset = PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+    if preset.is_paper_scale:
+        check_paper_scale_inputs(preset)
+    return preset
+
+
+def check_paper_scale_inputs(p: Preset) -> None:
+    """Paper scale needs the user's checkpoints and data folders; say exactly which one is missing."""
+    for domain in sorted(set(p.source_domains) | {p.base_source_domain}):
+        if domain not in p.dataset_dirs:
+            raise ParameterError(f"dataset_dirs['{domain}']", "a folder of images with captions.csv or metadata.jsonl "
+                                 "(faces: CelebA-Dialog-HQ, scenes: CC3M-val)", p.dataset_dirs)
+    for base in p.base_names:
+        if base not in p.base_checkpoints:
+            raise ParameterError(f"base_checkpoints['{base}']", "a local Stable Diffusion pipeline folder "
+                                 "(with model_index.json) or, with allow_download=True, a hub id", p.base_checkpoints)

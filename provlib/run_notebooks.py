@@ -1,0 +1,100 @@
+"""Execute the numbered notebooks headless with papermill: ``python -m provlib.run_notebooks --preset cpu``.
+
+Executed copies go to ``outputs/notebooks/<preset>/`` (git-ignored). Wall time and peak memory (summed
+over the kernel and its worker processes, sampled every second) are appended to
+``data/results/workbook_runs.csv`` so the README's figures come from a real run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import papermill
+import psutil
+
+from .paths import REPO_ROOT, results_dir
+from .presets import PRESETS
+from .store import atomic_write_text
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+class PeakMemory:
+    """Peak of the summed RSS of this process's descendants (the kernel and its workers)."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [nb for nb in found if nb.name[:2] in only]
+    return found
+
+
+def run(preset: str, only: list[str] | None = None, output_dir: Path | None = None, log: bool = True,
+        parameters: dict | None = None) -> pd.DataFrame:
+    if preset not in PRESETS:
+        raise SystemExit(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    output_dir = Path(output_dir or REPO_ROOT / "outputs" / "notebooks" / preset)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for notebook in notebooks(only):
+        print(f"== {notebook.name} (preset={preset})", flush=True)
+        start = time.time()
+        with PeakMemory() as memory:
+            papermill.execute_notebook(str(notebook), str(output_dir / notebook.name), cwd=str(NOTEBOOK_DIR),
+                                       parameters={"preset": preset, **(parameters or {})}, progress_bar=False,
+                                       log_output=log, kernel_name="python3")
+        rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
+                     "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
+                     "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
+    table = pd.DataFrame(rows)
+    runs_file = results_dir() / "workbook_runs.csv"
+    if runs_file.exists():
+        previous = pd.read_csv(runs_file)
+        previous = previous[~((previous.preset == preset) & previous.notebook.isin(table.notebook))]
+        table = pd.concat([previous, table], ignore_index=True)
+    atomic_write_text(runs_file, table.sort_values(["preset", "notebook"]).to_csv(index=False))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="cpu", help=f"one of {sorted(PRESETS)}")
+    parser.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,02")
+    parser.add_argument("--output-dir", default=None)
+    args = parser.parse_args()
+    run(args.preset, [x.strip() for x in args.only.split(",") if x.strip()] or None, args.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from provlib import data, scenes
+from provlib.errors import ParameterError
+
+
+def test_procedural_domains_are_deterministic_and_splits_disjoint():
+    a = data.procedural_domain("faces", "private", 12, 32, seed=3)
+    b = data.procedural_domain("faces", "private", 12, 32, seed=3)
+    real = data.procedural_domain("faces", "real", 12, 32, seed=3)
+    assert a.images.shape == (12, 32, 32, 3) and a.images.dtype == np.uint8
+    assert np.array_equal(a.images, b.images) and a.captions == b.captions
+    assert not set(a.ids) & set(real.ids)
+    # no real-pool image is a pixel copy of a private one
+    assert min(np.abs(x.astype(int) - y.astype(int)).mean() for x in a.images for y in real.images) > 0
+
+
+def test_every_caption_word_is_in_the_vocabulary():
+    vocab = set(scenes.vocabulary())
+    for domain in ("faces", "scenes", "generic"):
+        for caption in data.procedural_domain(domain, "private", 40, 32, seed=0, caption_list_size=50).captions:
+            assert set(caption.split()) <= vocab, caption
+
+
+def test_unknown_domain_and_split_are_named():
+    with pytest.raises(ParameterError, match="'domain'"):
+        data.procedural_domain("cats", "private", 4, 32, 0)
+    with pytest.raises(ParameterError, match="'split'"):
+        data.procedural_domain("faces", "train", 4, 32, 0)
+
+
+def _folder(tmp_path, rows, fmt="csv"):
+    for name, _ in rows:
+        Image.fromarray(np.full((40, 60, 3), 100, np.uint8)).save(tmp_path / name)
+    if fmt == "csv":
+        (tmp_path / "captions.csv").write_text("file_name,caption\n" + "".join(f"{n},{c}\n" for n, c in rows))
+    else:
+        (tmp_path / "metadata.jsonl").write_text("".join(json.dumps({"file_name": n, "text": c}) + "\n" for n, c in rows))
+    return tmp_path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_folder_dataset_reads_csv_and_jsonl(tmp_path, fmt):
+    folder = _folder(tmp_path, [("a.png", "a red circle"), ("b.png", "a blue square")], fmt)
+    ds = data.folder_dataset(folder, resolution=16)
+    assert ds.images.shape == (2, 16, 16, 3) and ds.captions == ["a red circle", "a blue square"]
+
+
+def test_missing_folder_and_caption_file_are_named(tmp_path):
+    with pytest.raises(ParameterError, match="dataset directory"):
+        data.folder_dataset(tmp_path / "nope", 16)
+    with pytest.raises(ParameterError, match="caption file"):
+        data.folder_dataset(tmp_path, 16)
+
+
+def test_unreadable_caption_file_is_named(tmp_path):
+    (tmp_path / "captions.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ParameterError, match="caption file"):
+        data.folder_dataset(tmp_path, 16)
+    (tmp_path / "captions.csv").write_text("name,text\nx.png,hello\n")
+    with pytest.raises(ParameterError, match="file_name and caption"):
+        data.folder_dataset(tmp_path, 16)
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    folder = _folder(tmp_path, [("a.png", "ok")])
+    (folder / "broken.png").write_text("not an image")
+    (folder / "captions.csv").write_text("file_name,caption\na.png,ok\nbroken.png,bad\n")
+    with pytest.raises(ParameterError, match="broken.png"):
+        data.folder_dataset(folder, 16)
+
+
+def test_captioned_set_round_trips_without_pickle(tmp_path):
+    ds = data.procedural_domain("scenes", "real", 5, 32, seed=1, caption_list_size=10)
+    ds.save(tmp_path / "set")
+    back = data.CaptionedImageSet.load(tmp_path / "set")
+    assert np.array_equal(back.images, ds.images) and back.captions == ds.captions and back.ids == ds.ids

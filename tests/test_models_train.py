@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from provlib import data, models, scenes
+from provlib.errors import ParameterError
+from provlib.generate import generate
+from provlib.presets import load_preset
+from provlib.train import train_denoiser
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    torch.manual_seed(0)
+    return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return data.procedural_domain("faces", "private", 16, 32, seed=0)
+
+
+def test_tokenizer_is_word_level_and_pads():
+    tok = models.build_word_tokenizer(scenes.vocabulary())
+    ids = tok(["a smiling face with blond hair", ""], padding="max_length", max_length=tok.model_max_length).input_ids
+    assert len(ids[0]) == tok.model_max_length
+    assert ids[0][:8] == [tok.bos_token_id] + tok.convert_tokens_to_ids("a smiling face with blond hair".split()) + [tok.eos_token_id]
+    assert tok.unk_token_id not in ids[0]
+
+
+def test_sd_loading_path_round_trips_a_saved_pipeline(tiny_pipe, tmp_path):
+    """The `sd` preset loads checkpoints with models.load_pipeline; a tiny pipeline saved to disk goes the same way."""
+    models.save_pipeline(tiny_pipe, tmp_path / "pipe")
+    assert list((tmp_path / "pipe" / "unet").glob("*.safetensors")), "weights must be safetensors"
+    assert not list((tmp_path / "pipe").rglob("*.bin")) and not list((tmp_path / "pipe").rglob("*.pt"))
+    sd = load_preset("sd", dataset_dirs={"faces": "/f", "scenes": "/s"}, base_checkpoints={"v1": str(tmp_path / "pipe"), "v2": "x/y"})
+    loaded = models.load_pipeline(sd.base_checkpoints["v1"], device="cpu", dtype="float32", allow_download=sd.allow_download)
+    kwargs = dict(seed=5, num_inference_steps=3, show_progress=False)
+    a = generate(tiny_pipe, ["a serious face with gray hair"], **kwargs).images
+    b = generate(loaded, ["a serious face with gray hair"], **kwargs).images
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_bad_checkpoint_locations_name_the_parameter(tmp_path):
+    with pytest.raises(ParameterError, match="base_checkpoints.*existing local pipeline folder"):
+        models.load_pipeline(tmp_path / "missing", parameter="base_checkpoints")
+    with pytest.raises(ParameterError, match="model_index.json"):
+        models.load_pipeline(tmp_path, parameter="base_checkpoints")
+    # a hub id is never fetched unless the user allows downloads
+    with pytest.raises(ParameterError, match="allow_download=True"):
+        models.load_pipeline("some-org/some-model")
+
+
+def test_generation_is_seeded_per_image(tiny_pipe):
+    kwargs = dict(images_per_prompt=2, seed=1, num_inference_steps=3, show_progress=False, batch_size=3)
+    a = generate(tiny_pipe, ["a smiling face with black hair", "a serious face with brown hair"], **kwargs)
+    b = generate(tiny_pipe, ["a smiling face with black hair", "a serious face with brown hair"], **kwargs)
+    assert a.images.shape == (4, 32, 32, 3) and len(set(a.seeds)) == 4
+    assert np.array_equal(a.images, b.images)
+    assert list(a.prompt_index) == [0, 0, 1, 1]
+
+
+def test_resumed_training_matches_uninterrupted(tiny_data, tmp_path):
+    def fresh():
+        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
+
+    kwargs = dict(steps=6, batch_size=4, lr=1e-3, seed=7, show_progress=False)
+    full = train_denoiser(fresh(), tiny_data, **kwargs)
+    # first run stops after its checkpoint at step 3 (as a crash would), the second resumes from it
+    train_denoiser(fresh(), tiny_data, **{**kwargs, "steps": 3}, checkpoint_dir=tmp_path, checkpoint_every=3)
+    assert not (tmp_path / "step-3").exists()  # a finished run writes no checkpoint at its last step
+    partial = fresh()
+    train_denoiser(partial, tiny_data, **{**kwargs, "steps": 4}, checkpoint_dir=tmp_path, checkpoint_every=3)
+    assert (tmp_path / "step-3" / "unet.safetensors").exists()
+    resumed_pipe = fresh()
+    resumed = train_denoiser(resumed_pipe, tiny_data, **kwargs, checkpoint_dir=tmp_path, checkpoint_every=3)
+    assert len(resumed) == 6
+    np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6)
