@@ -8,7 +8,7 @@ from provlib.zoo import Zoo
 
 @pytest.fixture(scope="module")
 def zoo(smoke_cache):
-    return Zoo(load_preset("smoke"), cache_root=smoke_cache, show_progress=False)
+    return Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)
 
 
 def test_suspect_plan_covers_every_setting_with_shadow_and_test(zoo):
