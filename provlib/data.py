@@ -96,7 +96,12 @@ def procedural_domain(domain: str, split: str, n_images: int, resolution: int, s
     domain_code = sorted(DOMAINS).index(domain)
     split_code = SPLITS.index(split)
     rng = np.random.default_rng([seed, domain_code, split_code])
-    picks = rng.integers(0, len(caption_list), n_images)
+    if split == "private":
+        # the owner's set uses each caption once before any repeats, so a caption names one training
+        # image where the list allows it (as in CC3M); the real pool draws captions independently
+        picks = np.resize(rng.permutation(len(caption_list)), n_images)
+    else:
+        picks = rng.integers(0, len(caption_list), n_images)
     images, captions, ids = [], [], []
     for i, pick in enumerate(picks):
         image_seed = int(np.random.SeedSequence([seed, domain_code, split_code, i]).generate_state(1)[0])

@@ -26,7 +26,7 @@ class Preset:
     data_source: str = "procedural"     # "procedural" or "folder"
     dataset_dirs: dict = field(default_factory=dict)  # domain -> folder with captions.csv / metadata.jsonl
     n_pretrain: int = 3000              # generic images the tiny base models are pre-trained on
-    n_private: int = 160                # a source owner's private fine-tuning set, per domain
+    n_private: int = 64                 # a source owner's private fine-tuning set, per domain
     n_real: int = 256                   # real-data pool per domain that suspects draw from
     scene_caption_list_size: int = 400  # the CC3M analogue's caption list
     base_source_domain: str = "generic"  # prompts / real data for the base-only sources
@@ -38,13 +38,13 @@ class Preset:
     vae_steps: int = 1500
     pretrain_steps: int = 2500
     pretrain_batch_size: int = 32
-    pretrain_lr: float = 3e-4
+    pretrain_lr: float = 6e-4
 
     # source models: each base fine-tuned on each private domain
     source_domains: tuple = ("faces", "scenes")
-    source_steps: int = 1200
+    source_steps: int = 1500
     source_batch_size: int = 16
-    source_lr: float = 1e-4
+    source_lr: float = 4e-4
 
     # suspect zoo
     suspect_samples: int = 128          # M: size of a suspect's fine-tuning set (paper: 500)

@@ -28,7 +28,7 @@ from .store import ArtifactStore, config_hash
 from .train import train_denoiser, train_vae
 
 # Bump a kind's version when its build code changes meaning, so old cache entries are not reused.
-CODE_VERSION = {"dataset": 1, "vae": 1, "base": 1, "source": 1, "generations": 1, "suspect": 1}
+CODE_VERSION = {"dataset": 2, "vae": 1, "base": 1, "source": 1, "generations": 1, "suspect": 1}
 PAPER_NAMES = {"faces": "CelebA", "scenes": "CC3M", "v1": "SD-v1", "v2": "SD-v2"}
 
 

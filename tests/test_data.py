@@ -79,3 +79,9 @@ def test_captioned_set_round_trips_without_pickle(tmp_path):
     ds.save(tmp_path / "set")
     back = data.CaptionedImageSet.load(tmp_path / "set")
     assert np.array_equal(back.images, ds.images) and back.captions == ds.captions and back.ids == ds.ids
+
+
+def test_private_split_uses_each_caption_once_before_repeating():
+    private = data.procedural_domain("faces", "private", 70, 32, seed=0)
+    assert len(set(private.captions[:64])) == 64  # the whole 64-caption face vocabulary, once
+    assert len(set(private.captions)) == 64
