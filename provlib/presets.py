@@ -42,9 +42,9 @@ class Preset:
 
     # source models: each base fine-tuned on each private domain
     source_domains: tuple = ("faces", "scenes")
-    source_steps: int = 1500
+    source_steps: int = 2500
     source_batch_size: int = 16
-    source_lr: float = 4e-4
+    source_lr: float = 6e-4
 
     # suspect zoo
     suspect_samples: int = 128          # M: size of a suspect's fine-tuning set (paper: 500)
