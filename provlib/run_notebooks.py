@@ -1,8 +1,9 @@
 """Execute the numbered notebooks headless with papermill: ``python -m provlib.run_notebooks --preset cpu``.
 
-Executed copies go to ``outputs/notebooks/<preset>/`` (git-ignored). Wall time and peak memory (summed
-over the kernel and its worker processes, sampled every second) are appended to
-``data/results/workbook_runs.csv`` so the README's figures come from a real run.
+Executed copies go to ``outputs/notebooks/<preset>/`` (git-ignored). Wall time, peak memory (summed
+over the kernel and its worker processes, sampled every second) and how many finished artifacts the
+cache held at the start (0 = cold) are appended to ``data/results/workbook_runs.csv``, so the README's
+figures come from a real run.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import pandas as pd
 import papermill
 import psutil
 
-from .paths import REPO_ROOT, results_dir
+from .paths import REPO_ROOT, cache_dir, results_dir
 from .presets import PRESETS
-from .store import atomic_write_text
+from .store import MARKER, atomic_write_text
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -68,6 +69,7 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
     rows = []
     for notebook in notebooks(only):
         print(f"== {notebook.name} (preset={preset})", flush=True)
+        cached = len(list((cache_dir() / "artifacts").glob("*/*/" + MARKER)))
         start = time.time()
         with PeakMemory() as memory:
             papermill.execute_notebook(str(notebook), str(output_dir / notebook.name), cwd=str(NOTEBOOK_DIR),
@@ -75,15 +77,14 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
                                        log_output=log, kernel_name="python3")
         rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
                      "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
+                     "cached_artifacts_at_start": cached,
                      "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
     table = pd.DataFrame(rows)
+    # a history: every run is kept, so a cold run's cost stays on record after warm re-runs
     runs_file = results_dir() / "workbook_runs.csv"
-    if runs_file.exists():
-        previous = pd.read_csv(runs_file)
-        previous = previous[~((previous.preset == preset) & previous.notebook.isin(table.notebook))]
-        table = pd.concat([previous, table], ignore_index=True)
-    atomic_write_text(runs_file, table.sort_values(["preset", "notebook"]).to_csv(index=False))
+    history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
+    atomic_write_text(runs_file, history.to_csv(index=False))
     return table
 
 

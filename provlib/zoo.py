@@ -90,7 +90,20 @@ class Zoo:
     def training_set(self, source: str) -> CaptionedImageSet:
         """What the source model was trained on: the private domain split, or the pre-training set for a base."""
         self._check_source(source)
-        return self.dataset(source.split("-", 1)[1], "private") if "-" in source else self.dataset("generic", "private")
+        if "-" in source:
+            return self.dataset(source.split("-", 1)[1], "private")
+        if self.p.is_paper_scale:
+            raise ParameterError("source", "a fine-tuned source: a real checkpoint's pre-training data is not available", source)
+        return self.dataset("generic", "private")
+
+    def has_known_training_set(self, source: str) -> bool:
+        return "-" in source or not self.p.is_paper_scale
+
+    def prompt_set(self, source: str) -> CaptionedImageSet:
+        """Captioned images to prompt a source with: its training set where known, else its domain's private split."""
+        if self.has_known_training_set(source):
+            return self.training_set(source)
+        return self.dataset(self.source_domain(source), "private")
 
     # ---- models -------------------------------------------------------------------------------
     def _vae_config(self) -> dict:
