@@ -90,13 +90,12 @@ class Zoo:
     def training_set(self, source: str) -> CaptionedImageSet:
         """What the source model was trained on: the private domain split, or the pre-training set for a base."""
         self._check_source(source)
-        if "-" in source:
-            return self.dataset(source.split("-", 1)[1], "private")
-        if self.p.is_paper_scale:
+        if not self.has_known_training_set(source):
             raise ParameterError("source", "a fine-tuned source: a real checkpoint's pre-training data is not available", source)
-        return self.dataset("generic", "private")
+        return self.dataset(source.split("-", 1)[1], "private") if "-" in source else self.dataset("generic", "private")
 
     def has_known_training_set(self, source: str) -> bool:
+        """Fine-tuned sources always; base-only sources only at CPU scale, where we pre-trained them."""
         return "-" in source or not self.p.is_paper_scale
 
     def prompt_set(self, source: str) -> CaptionedImageSet:
