@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from .distance import nearest_distance
-from .generate import generate
 from .zoo import Zoo, derive_seed
 
 
@@ -30,9 +29,7 @@ def memorization_distances(zoo: Zoo, source: str, n_prompts: int) -> pd.DataFram
         groups["base-model generations"] = zoo.load(zoo.base_location(source.split("-", 1)[0]))
     rows = []
     for group, pipe in groups.items():
-        images = generate(pipe, prompts, seed=seed, batch_size=p.generation_batch_size,
-                          num_inference_steps=p.inference_steps, guidance_scale=p.guidance_scale,
-                          resolution=p.resolution, desc=f"{source}: {group}", show_progress=zoo.show_progress).images
+        images = zoo.generate(pipe, prompts, seed=seed, desc=f"{source}: {group}").images
         distances, nearest = nearest_distance(images, train.images)
         rows += [{"source": source, "group": group, "caption": c, "distance": float(d), "nearest": int(n)}
                  for c, d, n in zip(prompts, distances, nearest)]

@@ -48,9 +48,11 @@ class Preset:
 
     # suspect zoo
     suspect_samples: int = 128          # M: size of a suspect's fine-tuning set (paper: 500)
-    suspect_steps: int = 120
+    # 400 steps x 16 = 50 epochs at lr 6e-4: chosen on v1-faces *shadow* models (notebook 03's story); the
+    # paper's 12 epochs at lr 2e-6 left tiny suspects too close to their base to reproduce anything
+    suspect_steps: int = 400
     suspect_batch_size: int = 16
-    suspect_lr: float = 2e-4
+    suspect_lr: float = 6e-4
     rho_values: tuple = (0.3, 0.5, 0.7, 1.0)
     suspects_per_setting: int = 6       # per (source, rho), rho = 0 (innocent) included
     shadow_fraction: float = 0.5        # share of each setting the defender may use (shadow models)
@@ -62,6 +64,13 @@ class Preset:
     generation_batch_size: int = 64
     checkpoint_every: int = 500
     memorization_prompts: int = 64     # prompts per source in notebook 01's memorization check
+
+    # instance-level attribution
+    key_candidates: int = 64            # candidate prompts per source that key selection ranks
+    probe_seeds: int = 8                # source / reference images per candidate prompt during selection
+    key_count: int = 30                 # N: key samples per source (paper: 30)
+    query_images: int = 4               # k: images the suspect is asked for per key prompt
+    descriptor_steps: int = 1500        # training steps of the copy-detection descriptor (embedding space)
 
     def __post_init__(self):
         _validate(self)
@@ -101,7 +110,8 @@ def _validate(p: Preset) -> None:
     for name in ("resolution", "n_jobs", "n_pretrain", "n_private", "n_real", "scene_caption_list_size",
                  "vae_steps", "pretrain_steps", "pretrain_batch_size", "source_steps", "source_batch_size",
                  "suspect_samples", "suspect_steps", "suspect_batch_size", "suspects_per_setting",
-                 "inference_steps", "generation_batch_size", "checkpoint_every", "memorization_prompts"):
+                 "inference_steps", "generation_batch_size", "checkpoint_every", "memorization_prompts",
+                 "key_candidates", "probe_seeds", "key_count", "query_images", "descriptor_steps"):
         value = getattr(p, name)
         need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive integer", value)
     need(p.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'", p.device)
@@ -119,6 +129,8 @@ def _validate(p: Preset) -> None:
     need(len(p.base_names) >= 1 and len(set(p.base_names)) == len(p.base_names), "base_names", "distinct base names", p.base_names)
     need(p.suspect_base == "other" or p.suspect_base in p.base_names, "suspect_base", f"'other' or one of {p.base_names}", p.suspect_base)
     need(p.suspect_base != "other" or len(p.base_names) >= 2, "suspect_base", "a base name when there is only one base", p.suspect_base)
+    need(p.key_count <= p.key_candidates, "key_count", f"at most key_candidates={p.key_candidates}", p.key_count)
+    need(p.probe_seeds >= 2, "probe_seeds", "at least 2 (strategy 2 measures agreement across seeds)", p.probe_seeds)
     need(p.guidance_scale >= 1.0, "guidance_scale", "a number >= 1", p.guidance_scale)
     if p.data_source == "procedural":
         need(p.base_source_domain == "generic" or p.base_source_domain in p.source_domains, "base_source_domain",
@@ -133,6 +145,7 @@ PRESETS = {
         vae_steps=30, pretrain_steps=30, pretrain_batch_size=16, source_steps=10, suspect_samples=16,
         suspect_steps=4, suspect_batch_size=8, rho_values=(0.5, 1.0), suspects_per_setting=2,
         inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
+        key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,
     ),
     "cpu": Preset(name="cpu"),
     "sd": Preset(
@@ -143,6 +156,7 @@ PRESETS = {
         suspect_samples=500, suspect_steps=3000, suspect_batch_size=2, suspect_lr=2e-6,
         suspects_per_setting=30, inference_steps=50, guidance_scale=7.5, generation_batch_size=8,
         checkpoint_every=500, memorization_prompts=64,
+        key_candidates=300, probe_seeds=4, key_count=30, query_images=4, descriptor_steps=3000,
     ),
 }
 

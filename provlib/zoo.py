@@ -20,15 +20,19 @@ from tqdm.auto import tqdm
 from . import data as data_mod
 from . import models, scenes
 from .data import CaptionedImageSet
+from .descriptor import load_descriptor, save_descriptor, train_descriptor
+from .distance import EmbeddingSpace, PixelSpace
 from .errors import ParameterError
 from .generate import generate
+from .keys import CandidateProbe
 from .paths import cache_dir
 from .presets import Preset
 from .store import ArtifactStore, config_hash
 from .train import train_denoiser, train_vae
 
 # Bump a kind's version when its build code changes meaning, so old cache entries are not reused.
-CODE_VERSION = {"dataset": 2, "vae": 1, "base": 1, "source": 1, "generations": 1, "suspect": 1}
+CODE_VERSION = {"dataset": 2, "vae": 1, "base": 1, "source": 1, "generations": 1, "suspect": 1,
+                "descriptor": 1, "probe": 1, "answers": 1}
 PAPER_NAMES = {"faces": "CelebA", "scenes": "CC3M", "v1": "SD-v1", "v2": "SD-v2"}
 
 
@@ -152,6 +156,15 @@ class Zoo:
         from diffusers import AutoencoderKL
         return AutoencoderKL.from_pretrained(path, use_safetensors=True)
 
+    def generate(self, pipe, prompts: list[str], *, seed: int, images_per_prompt: int = 1, desc: str = "generate",
+                 show_progress: bool | None = None):
+        """``provlib.generate.generate`` with the preset's sampler settings."""
+        p = self.p
+        return generate(pipe, prompts, images_per_prompt=images_per_prompt, seed=seed,
+                        batch_size=p.generation_batch_size, num_inference_steps=p.inference_steps,
+                        guidance_scale=p.guidance_scale, resolution=p.resolution, desc=desc,
+                        show_progress=self.show_progress if show_progress is None else show_progress)
+
     def load(self, location: str):
         return models.load_pipeline(location, device=self.p.device, dtype=self.p.dtype,
                                     allow_download=self.p.allow_download, parameter="base_checkpoints")
@@ -200,10 +213,8 @@ class Zoo:
 
         def build(tmp: Path):
             pipe = self.load(self.source_location(source))
-            out = generate(pipe, self.dataset(domain, "real").captions, seed=config["seed"],
-                           batch_size=p.generation_batch_size, num_inference_steps=p.inference_steps,
-                           guidance_scale=p.guidance_scale, resolution=p.resolution,
-                           desc=f"generate with {source}", show_progress=self.show_progress)
+            out = self.generate(pipe, self.dataset(domain, "real").captions, seed=config["seed"],
+                                desc=f"generate with {source}")
             out.as_dataset(f"gen/{source}").save(tmp)
             (tmp / "seeds.json").write_text(json.dumps(out.seeds))
 
@@ -322,6 +333,108 @@ class Zoo:
                 delayed(_run_in_worker)(self.p, str(self.cache_root), method, item, threads) for item in items)
         for _ in tqdm(iterator, total=len(items), desc=desc, disable=not self.show_progress):
             pass
+
+    # ---- instance-level attribution ------------------------------------------------------------
+    def _descriptor_config(self) -> dict:
+        p = self.p
+        domain, split = ("generic", "private") if not p.is_paper_scale else (p.base_source_domain, "real")
+        return {"kind": "descriptor", "v": CODE_VERSION["descriptor"], "steps": p.descriptor_steps, "seed": p.seed,
+                "data": config_hash(self._dataset_config(domain, split)), "domain": domain, "split": split}
+
+    def copy_descriptor(self):
+        """The embedding space's descriptor, trained on public images only (generic pre-training data)."""
+        config = self._descriptor_config()
+
+        def build(tmp: Path):
+            images = self.dataset(config["domain"], config["split"]).images
+            model, losses = train_descriptor(images, steps=self.p.descriptor_steps, seed=self.p.seed,
+                                             show_progress=self.show_progress)
+            save_descriptor(model, tmp)
+            (tmp / "losses.json").write_text(json.dumps(losses))
+
+        return load_descriptor(self.store.get_or_build("descriptor", config, build))
+
+    def feature_space(self, name: str):
+        """'pixel' (normalized RMS) or 'embedding' (copy-descriptor cosine distance)."""
+        if name == "pixel":
+            return PixelSpace()
+        if name == "embedding":
+            return EmbeddingSpace(self.copy_descriptor())
+        raise ParameterError("feature_space", "'pixel' or 'embedding'", name)
+
+    def _candidates_config(self, source: str) -> dict:
+        data = (self._source_training_config(source) if self.has_known_training_set(source)
+                else self._dataset_config(self.source_domain(source), "private"))
+        return {"source": source, "data": config_hash(data), "n": self.p.key_candidates, "seed": self.p.seed}
+
+    def _source_training_config(self, source: str) -> dict:
+        return (self._dataset_config(source.split("-", 1)[1], "private") if "-" in source
+                else self._dataset_config("generic", "private"))
+
+    def key_candidates(self, source: str) -> CaptionedImageSet:
+        """Up to ``key_candidates`` captioned samples the source can be prompted with (its training set where known).
+
+        Captions are taken once each, so a candidate prompt names one training image.
+        """
+        pool = self.prompt_set(source)
+        _, first = np.unique(np.asarray(pool.captions), return_index=True)
+        rng = np.random.default_rng(derive_seed(self.p.seed, "key-candidates", source))
+        picks = rng.permutation(np.sort(first))[:self.p.key_candidates]
+        return pool.subset(np.sort(picks))
+
+    def candidate_probe(self, source: str) -> CandidateProbe:
+        """The source's and the reference model's generations for every candidate prompt (cached)."""
+        p = self.p
+        reference = self.suspect_base(source)
+        config = {"kind": "probe", "v": CODE_VERSION["probe"], "candidates": self._candidates_config(source),
+                  "source": config_hash(self._source_config(source)), "reference": config_hash(self._base_config(reference)),
+                  "seeds": p.probe_seeds, "sampler": [p.inference_steps, p.guidance_scale],
+                  "seed": derive_seed(p.seed, "probe", source)}
+
+        def build(tmp: Path):
+            candidates = self.key_candidates(source)
+            shape = (len(candidates), p.probe_seeds, p.resolution, p.resolution, 3)
+            images = {}
+            for role, location in (("source", self.source_location(source)), ("reference", self.base_location(reference))):
+                images[role] = self.generate(self.load(location), candidates.captions, seed=config["seed"],
+                                             images_per_prompt=p.probe_seeds, desc=f"key candidates: {source} ({role})"
+                                             ).images.reshape(shape)
+            known = self.has_known_training_set(source)
+            CandidateProbe(candidates.captions, images["source"], images["reference"],
+                           candidates.images if known else None).save(tmp)
+
+        return CandidateProbe.load(self.store.get_or_build("probe", config, build))
+
+    def _answers_config(self, spec: SuspectSpec) -> dict:
+        p = self.p
+        return {"kind": "answers", "v": CODE_VERSION["answers"], "suspect": config_hash(self._suspect_config(spec)),
+                "candidates": self._candidates_config(spec.source), "k": p.query_images,
+                "sampler": [p.inference_steps, p.guidance_scale], "seed": derive_seed(p.seed, "query", spec.model_id)}
+
+    def suspect_answers(self, spec: SuspectSpec) -> np.ndarray:
+        """The suspect's k images for every candidate prompt of its source: uint8 [P, k, H, W, 3] (cached).
+
+        Queried once for all candidates so that every key set and every N reuses them; a method that
+        uses N keys is charged N x k queries.
+        """
+        p = self.p
+        config = self._answers_config(spec)
+
+        def build(tmp: Path):
+            prompts = self.key_candidates(spec.source).captions
+            out = self.generate(self.load_suspect(spec), prompts, seed=config["seed"], images_per_prompt=p.query_images,
+                                desc=f"query {spec.model_id}")
+            np.save(tmp / "answers.npy", out.images.reshape(len(prompts), p.query_images, *out.images.shape[1:]))
+
+        return np.load(self.store.get_or_build("answers", config, build) / "answers.npy")
+
+    def build_answers(self, specs: list[SuspectSpec], n_jobs: int | None = None) -> None:
+        """Query every suspect with its source's candidate prompts, fanning out over worker processes."""
+        for source in sorted({s.source for s in specs}):
+            self.key_candidates(source)
+        pending = [s for s in specs if not self.store.exists("answers", self._answers_config(s))]
+        self.build_suspects(pending, n_jobs)
+        self.fan_out("suspect_answers", pending, self.p.n_jobs if n_jobs is None else n_jobs, desc="query suspects")
 
     def suspect_record(self, spec: SuspectSpec) -> dict:
         meta = json.loads((Path(self.suspect_location(spec)) / "suspect.json").read_text())

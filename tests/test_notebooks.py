@@ -9,7 +9,12 @@ import pytest
 from provlib import run_notebooks
 
 NOTEBOOKS = run_notebooks.notebooks()
-CONTRACTS = {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}}
+CONTRACTS = {
+    "suspect_manifest": {"model_id", "source", "rho", "seed", "split"},
+    "delta0": {"feature_space", "delta0"},
+    "instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
+    "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
+}
 
 
 def test_notebooks_exist_and_have_one_parameters_cell():
@@ -33,8 +38,15 @@ def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
     manifest = pd.read_csv(results / "suspect_manifest.csv")
     assert set(manifest.split) == {"shadow", "test"} and manifest.rho.min() == 0.0
     figures = {p.name for p in Path(os.environ["PROVLIB_FIGURES_DIR"]).iterdir()}
-    for expected in ("01_memorization.png", "01_memorization.pdf", "02_suspect_losses.png", "02_suspect_preview.png"):
+    for expected in ("01_memorization.png", "01_memorization.pdf", "02_suspect_losses.png", "02_suspect_preview.png",
+                     "03_key_distance_histograms.png", "03_conf_vs_delta0.png", "04_conf_vs_rho.png", "04_conf_vs_n.png"):
         assert expected in figures
+    by_rho = pd.read_csv(results / "instance_conf_by_rho.csv")
+    assert set(by_rho.method) >= {"strategy12", "random"} and 0.0 in set(by_rho.rho)
+    assert (by_rho.queries == by_rho.n_keys * 2).all()  # smoke: k = 2 images per key prompt
+    assert by_rho.mean_conf.between(0, 1).all()
+    delta0 = pd.read_csv(results / "delta0.csv")
+    assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
 
 
 def test_bad_preset_in_a_notebook_fails_with_the_parameter_name(tmp_path):

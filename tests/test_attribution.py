@@ -1,0 +1,183 @@
+"""Distances, key selection, conf and threshold selection on constructed cases."""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from provlib import attribution, keys
+from provlib.attribution_study import calibrate, conf_by_rho, model_confs
+from provlib.descriptor import CopyDescriptor, augment, embed, nt_xent
+from provlib.distance import EmbeddingSpace, PixelSpace, pairwise_distance
+from provlib.errors import ParameterError
+from provlib.keys import CandidateProbe, KeySet
+from provlib.zoo import SuspectSpec
+
+
+def random_images(n, seed, side=32):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def spaces():
+    torch.manual_seed(0)
+    return [PixelSpace(), EmbeddingSpace(CopyDescriptor().eval())]
+
+
+def test_distance_zero_for_identical_symmetric_and_bounded(spaces):
+    a, b = random_images(5, 1), random_images(4, 2)
+    for space in spaces:
+        same = pairwise_distance(a, a, space)
+        assert np.allclose(np.diag(same), 0.0, atol=1e-5), space.name
+        ab, ba = pairwise_distance(a, b, space), pairwise_distance(b, a, space)
+        assert np.allclose(ab, ba.T, atol=1e-6), space.name
+        assert ab.min() >= 0.0 and ab.max() <= 1.0, space.name
+        assert (ab > 1e-3).all(), f"{space.name}: different random images should not be at distance 0"
+
+
+def test_pixel_distance_is_one_for_black_vs_white_and_resolution_independent():
+    black, white = np.zeros((1, 64, 64, 3), np.uint8), np.full((1, 64, 64, 3), 255, np.uint8)
+    assert pairwise_distance(black, white)[0, 0] == pytest.approx(1.0)
+    blocks = random_images(2, 3, side=4)  # a smooth picture (8 px blocks), not pixel noise that resizing blurs
+    small = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
+    big = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)  # the same picture at 64 px
+    assert pairwise_distance(small, big)[0, 0] < 0.05
+
+
+def test_descriptor_training_pieces_behave():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32) * 2 - 1
+    views = augment(x, gen)
+    assert views.shape == x.shape and views.min() >= -1 and views.max() <= 1
+    z = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    assert nt_xent(z, z, 0.1) < nt_xent(z, z[torch.randperm(6, generator=gen)], 0.1) + 1e-6
+    assert embed(CopyDescriptor(), random_images(3, 4)).shape == (3, 128)
+
+
+def test_best_key_distance_takes_the_closest_of_k_answers():
+    key_images = random_images(3, 5)
+    answers = np.stack([random_images(4, 10 + i) for i in range(3)])  # [3 keys, 4 answers, ...]
+    answers[1, 2] = key_images[1]                                       # one exact copy for key 1
+    d = attribution.best_key_distances(answers, key_images)
+    assert d[1] == pytest.approx(0.0, abs=1e-6) and d[0] > 0.2 and d[2] > 0.2
+    with pytest.raises(ParameterError, match="answers"):
+        attribution.best_key_distances(answers[:2], key_images)
+
+
+def test_conf_on_a_constructed_case():
+    key_images = random_images(5, 6)
+    answers = np.stack([random_images(2, 20 + i) for i in range(5)])
+    answers[:3, 0] = key_images[:3]  # the suspect reproduces 3 of the 5 keys
+    keyset = KeySet("src", "strategy12", [f"p{i}" for i in range(5)], key_images, np.arange(5.0),
+                    pd.DataFrame({"candidate": np.arange(5)}))
+    verdict = attribution.verdict_from_answers(answers, keyset, delta0=0.05, conf_threshold=0.5)
+    assert verdict.conf == pytest.approx(0.6)
+    assert verdict.attributed.tolist() == [True, True, True, False, False]
+    assert verdict.infringing is True and verdict.queries == 10
+    assert attribution.conf_from_distances([0.01, 0.2, 0.3, 0.04], 0.05) == pytest.approx(0.5)
+    assert attribution.population_conf([0.2, 0.4, 0.9]) == pytest.approx(0.5)
+    for bad in (0.0, 1.5, "0.1"):
+        with pytest.raises(ParameterError, match="delta0"):
+            attribution.conf_from_distances([0.1], bad)
+
+
+def test_delta0_rules_and_conf_threshold():
+    infringing = np.array([0.05, 0.06, 0.08, 0.09, 0.18, 0.2])
+    innocent = np.array([0.16, 0.17, 0.19, 0.21, 0.22, 0.25])
+    delta0 = attribution.select_delta0(infringing, innocent, rule="max_gap")
+    assert 0.09 < delta0 <= 0.16  # every infringing key below 0.1 attributed, no innocent one
+    strict = attribution.select_delta0(infringing, innocent, rule="innocent_rate", innocent_key_rate=0.0)
+    assert strict == pytest.approx(0.16)  # largest δ0 with no innocent key below it
+    assert attribution.select_conf_threshold([0.0, 0.1, 0.1, 0.2, 0.5], 0.2) == pytest.approx(0.2)
+    with pytest.raises(ParameterError, match="delta0_rule"):
+        attribution.select_delta0(infringing, innocent, rule="median")
+    with pytest.raises(ParameterError, match="shadow models"):
+        attribution.select_delta0([], innocent)
+
+
+def make_probe(n_prompts=6, seeds=3):
+    """Prompts 0 and 1: the source copies its training image; prompts 2 and 3: the source has a
+    consistent attractor the reference lacks; the rest: the source is as random as the reference."""
+    train = random_images(n_prompts, 30)
+    source = np.stack([random_images(seeds, 40 + i) for i in range(n_prompts)])
+    reference = np.stack([random_images(seeds, 60 + i) for i in range(n_prompts)])
+    source[0, :], source[1, 1] = train[0], train[1]
+    attractor = random_images(2, 80)
+    source[2, :], source[3, :] = attractor[0], attractor[1]
+    return CandidateProbe([f"prompt {i}" for i in range(n_prompts)], source, reference, train)
+
+
+def test_strategies_rank_the_constructed_key_samples_first():
+    probe = make_probe()
+    s1 = keys.strategy1_detection(probe, 2)
+    assert set(s1.prompts) == {"prompt 0", "prompt 1"}
+    assert np.array_equal(s1.images[0], probe.training_images[s1.candidate_index[0]])
+    s2 = keys.strategy2_generation(probe, 3)
+    assert {"prompt 0", "prompt 2", "prompt 3"} == set(s2.prompts)  # prompt 0 is consistent too
+    both = keys.select_keys(probe, "strategy12", 4)
+    assert len(set(both.prompts)) == len(both) == 4
+    assert {"prompt 0", "prompt 1", "prompt 2", "prompt 3"} == set(both.prompts)
+    rand_a, rand_b = keys.select_keys(probe, "random", 3, seed=1), keys.select_keys(probe, "random", 3, seed=1)
+    assert rand_a.prompts == rand_b.prompts
+    for keyset in (s1, s2, both, rand_a):  # one structure for every selector
+        assert len(keyset.prompts) == len(keyset.images) == len(keyset.scores) == len(keyset.details)
+        assert {"rank", "prompt", "candidate", "score"} <= set(keyset.details.columns)
+    assert both.top(2).prompts == both.prompts[:2]
+
+
+def test_key_selection_errors_name_the_parameter():
+    probe = make_probe()
+    no_training = CandidateProbe(probe.prompts, probe.source_images, probe.reference_images, None)
+    with pytest.raises(ParameterError, match="strategy"):
+        keys.strategy1_detection(no_training, 2)
+    assert len(keys.select_keys(no_training, "strategy12", 2)) == 2  # falls back to generation-based
+    with pytest.raises(ParameterError, match="strategy"):
+        keys.select_keys(probe, "strategy3", 2)
+    with pytest.raises(ParameterError, match="n_keys"):
+        keys.select_keys(probe, "strategy2", 0)
+    with pytest.raises(ParameterError, match="source_images"):
+        CandidateProbe(probe.prompts, probe.source_images[:2], probe.reference_images, None)
+
+
+class ShadowOnlyZoo:
+    """A zoo whose test models cannot be read: any access raises."""
+
+    def __init__(self, probe):
+        self.p = SimpleNamespace(key_count=3, seed=0)
+        self.show_progress = False
+        self.probe = probe
+
+    def suspect_answers(self, spec):
+        if spec.split != "shadow":
+            raise AssertionError(f"test model {spec.model_id} was read")
+        answers = np.stack([random_images(2, 100 + i + int(spec.seed)) for i in range(len(self.probe.prompts))])
+        if spec.rho > 0:  # infringing shadow models reproduce the source's images
+            answers[:, 0] = self.probe.source_images[:, 0]
+        return answers
+
+
+def test_calibration_reads_shadow_models_only():
+    probe = make_probe()
+    zoo = ShadowOnlyZoo(probe)
+    specs = [SuspectSpec(f"m{i}", "src", rho, i, split, "v2", "faces")
+             for i, (rho, split) in enumerate([(0.0, "shadow"), (1.0, "shadow"), (0.0, "test"), (1.0, "test"),
+                                               (0.0, "shadow"), (1.0, "shadow")])]
+    keyset = keys.select_keys(probe, "strategy12", 4)
+    result = calibrate(zoo, specs, {"src": {"strategy12": keyset}}, PixelSpace())
+    assert set(result["shadow_models"]) == {"m0", "m1", "m4", "m5"}
+    assert result["shadow_conf_gap"] > 0.5 and 0 < result["delta0"] < 0.3
+    with pytest.raises(ParameterError, match="shadow"):
+        calibrate(zoo, [s for s in specs if s.split == "test"], {"src": {"strategy12": keyset}}, PixelSpace())
+
+
+def test_model_confs_and_query_cost_table():
+    distances = pd.DataFrame({
+        "model_id": ["a"] * 4 + ["b"] * 4, "source": "s", "rho": [1.0] * 4 + [0.0] * 4, "split": "test",
+        "strategy": "strategy12", "key_rank": [1, 2, 3, 4] * 2, "prompt": "p",
+        "distance": [0.05, 0.06, 0.3, 0.3, 0.3, 0.3, 0.05, 0.3]})
+    confs = model_confs(distances, delta0=0.1)
+    assert confs.set_index("model_id").conf.to_dict() == {"a": 0.5, "b": 0.25}
+    assert model_confs(distances, 0.1, n_keys=2).set_index("model_id").conf.to_dict() == {"a": 1.0, "b": 0.0}
+    table = conf_by_rho(confs, queries_per_key=4)
+    assert table.set_index("rho").queries.to_dict() == {0.0: 16, 1.0: 16}
