@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .attribution import best_key_distances, select_conf_threshold, select_delta0
 from .errors import ParameterError
 from .keys import KeySet, select_keys
+from .zoo import derive_seed
 
 
 def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strategy1", "strategy2", "strategy12", "random")
@@ -24,7 +25,7 @@ def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strateg
         if probe.training_images is None and strategy in needs_training_data:
             continue  # paper-scale base source: its training data is not available to the defender
         out[strategy] = select_keys(probe, strategy, n, source=source, space=space,
-                                    seed=int(zoo.p.seed) + len(source))
+                                    seed=derive_seed(zoo.p.seed, "random-keys", source))
     return out
 
 

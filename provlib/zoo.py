@@ -96,7 +96,7 @@ class Zoo:
         self._check_source(source)
         if not self.has_known_training_set(source):
             raise ParameterError("source", "a fine-tuned source: a real checkpoint's pre-training data is not available", source)
-        return self.dataset(source.split("-", 1)[1], "private") if "-" in source else self.dataset("generic", "private")
+        return self.dataset(*self._prompt_split(source))
 
     def has_known_training_set(self, source: str) -> bool:
         """Fine-tuned sources always; base-only sources only at CPU scale, where we pre-trained them."""
@@ -104,9 +104,13 @@ class Zoo:
 
     def prompt_set(self, source: str) -> CaptionedImageSet:
         """Captioned images to prompt a source with: its training set where known, else its domain's private split."""
-        if self.has_known_training_set(source):
-            return self.training_set(source)
-        return self.dataset(self.source_domain(source), "private")
+        return self.dataset(*self._prompt_split(source))
+
+    def _prompt_split(self, source: str) -> tuple[str, str]:
+        """(domain, split) of ``prompt_set``: the training split where known, else the domain's private split."""
+        if not self.has_known_training_set(source):
+            return self.source_domain(source), "private"
+        return (source.split("-", 1)[1], "private") if "-" in source else ("generic", "private")
 
     # ---- models -------------------------------------------------------------------------------
     def _vae_config(self) -> dict:
@@ -363,13 +367,8 @@ class Zoo:
         raise ParameterError("feature_space", "'pixel' or 'embedding'", name)
 
     def _candidates_config(self, source: str) -> dict:
-        data = (self._source_training_config(source) if self.has_known_training_set(source)
-                else self._dataset_config(self.source_domain(source), "private"))
+        data = self._dataset_config(*self._prompt_split(source))
         return {"source": source, "data": config_hash(data), "n": self.p.key_candidates, "seed": self.p.seed}
-
-    def _source_training_config(self, source: str) -> dict:
-        return (self._dataset_config(source.split("-", 1)[1], "private") if "-" in source
-                else self._dataset_config("generic", "private"))
 
     def key_candidates(self, source: str) -> CaptionedImageSet:
         """Up to ``key_candidates`` captioned samples the source can be prompted with (its training set where known).
