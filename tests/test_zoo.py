@@ -41,3 +41,18 @@ def test_innocent_suspects_contain_no_generated_image(zoo):
 def test_unknown_source_is_named(zoo):
     with pytest.raises(ParameterError, match="'source'"):
         zoo.source_location("v3-faces")
+
+
+def test_verify_queries_a_black_box_suspect_with_the_key_prompts(zoo):
+    from provlib.attribution import verify
+    from provlib.attribution_study import key_sets
+
+    spec = next(s for s in zoo.suspect_specs() if s.source == "v1-faces" and s.rho == 1.0)
+    keys = key_sets(zoo, spec.source, zoo.feature_space("pixel"), strategies=("strategy12",))["strategy12"]
+    verdict = verify(zoo.load_suspect(spec), keys, delta0=0.3, conf_threshold=0.5, images_per_prompt=2, seed=1,
+                     num_inference_steps=zoo.p.inference_steps, resolution=zoo.p.resolution, show_progress=False)
+    assert len(verdict.distances) == len(keys) == zoo.p.key_count
+    assert verdict.queries == 2 * len(keys)
+    assert verdict.conf == pytest.approx(float((verdict.distances < 0.3).mean()))
+    assert verdict.infringing == (verdict.conf > 0.5)
+    assert len(verdict.table(keys)) == len(keys)
