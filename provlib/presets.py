@@ -72,6 +72,11 @@ class Preset:
     query_images: int = 4               # k: images the suspect is asked for per key prompt
     descriptor_steps: int = 1500        # training steps of the copy-detection descriptor (embedding space)
 
+    # statistical-level attribution (discriminator)
+    cv_repeats: int = 3                 # reshuffled shadow-model folds averaged when choosing the discriminator
+    bootstrap_resamples: int = 1000     # resamples of test models behind every confidence interval
+    learning_curve_repeats: int = 10    # random shadow subsets per point of the shadow-count learning curve
+
     def __post_init__(self):
         _validate(self)
 
@@ -111,7 +116,8 @@ def _validate(p: Preset) -> None:
                  "vae_steps", "pretrain_steps", "pretrain_batch_size", "source_steps", "source_batch_size",
                  "suspect_samples", "suspect_steps", "suspect_batch_size", "suspects_per_setting",
                  "inference_steps", "generation_batch_size", "checkpoint_every", "memorization_prompts",
-                 "key_candidates", "probe_seeds", "key_count", "query_images", "descriptor_steps"):
+                 "key_candidates", "probe_seeds", "key_count", "query_images", "descriptor_steps",
+                 "cv_repeats", "bootstrap_resamples", "learning_curve_repeats"):
         value = getattr(p, name)
         need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive integer", value)
     need(p.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'", p.device)
@@ -146,6 +152,7 @@ PRESETS = {
         suspect_steps=4, suspect_batch_size=8, rho_values=(0.5, 1.0), suspects_per_setting=2,
         inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
         key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,
+        cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
     ),
     "cpu": Preset(name="cpu"),
     "sd": Preset(

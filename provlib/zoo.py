@@ -404,36 +404,48 @@ class Zoo:
 
         return CandidateProbe.load(self.store.get_or_build("probe", config, build))
 
-    def _answers_config(self, spec: SuspectSpec) -> dict:
+    def _answers_config(self, spec: SuspectSpec, prompts_of: str | None = None) -> dict:
         p = self.p
-        return {"kind": "answers", "v": CODE_VERSION["answers"], "suspect": config_hash(self._suspect_config(spec)),
-                "candidates": self._candidates_config(spec.source), "k": p.query_images,
-                "sampler": [p.inference_steps, p.guidance_scale], "seed": derive_seed(p.seed, "query", spec.model_id)}
+        config = {"kind": "answers", "v": CODE_VERSION["answers"], "suspect": config_hash(self._suspect_config(spec)),
+                  "candidates": self._candidates_config(spec.source), "k": p.query_images,
+                  "sampler": [p.inference_steps, p.guidance_scale], "seed": derive_seed(p.seed, "query", spec.model_id)}
+        if prompts_of is not None and prompts_of != spec.source:
+            self._check_source(prompts_of)
+            captions = self.key_candidates(prompts_of).captions
+            if captions != self.key_candidates(spec.source).captions:
+                # keyed by the prompts themselves: sources sharing a caption list share one answer set
+                config["candidates"] = {"captions": config_hash({"captions": list(captions)})}
+        return config
 
-    def suspect_answers(self, spec: SuspectSpec) -> np.ndarray:
-        """The suspect's k images for every candidate prompt of its source: uint8 [P, k, H, W, 3] (cached).
+    def suspect_answers(self, spec: SuspectSpec, prompts_of: str | None = None) -> np.ndarray:
+        """The suspect's k images for every candidate prompt of a source: uint8 [P, k, H, W, 3] (cached).
 
-        Queried once for all candidates so that every key set and every N reuses them; a method that
-        uses N keys is charged N x k queries.
+        ``prompts_of`` defaults to the suspect's own source; another source's prompts are what scoring a
+        suspect against every source needs (notebook 05). Queried once for all candidates so that every
+        key set and every N reuses them; a method that uses N keys is charged N x k queries.
         """
         p = self.p
-        config = self._answers_config(spec)
+        config = self._answers_config(spec, prompts_of)
 
         def build(tmp: Path):
-            prompts = self.key_candidates(spec.source).captions
+            prompts = self.key_candidates(prompts_of or spec.source).captions
             out = self.generate(self.load_suspect(spec), prompts, seed=config["seed"], images_per_prompt=p.query_images,
                                 desc=f"query {spec.model_id}")
             np.save(tmp / "answers.npy", out.images.reshape(len(prompts), p.query_images, *out.images.shape[1:]))
 
         return np.load(self.store.get_or_build("answers", config, build) / "answers.npy")
 
-    def build_answers(self, specs: list[SuspectSpec], n_jobs: int | None = None) -> None:
-        """Query every suspect with its source's candidate prompts, fanning out over worker processes."""
-        for source in sorted({s.source for s in specs}):
+    def build_answers(self, specs: list[SuspectSpec], n_jobs: int | None = None, prompts_of: str | None = None) -> None:
+        """Query every suspect with its source's (or ``prompts_of``'s) candidate prompts, in worker processes."""
+        for source in sorted({s.source for s in specs} | ({prompts_of} if prompts_of else set())):
             self.key_candidates(source)
-        pending = [s for s in specs if not self.store.exists("answers", self._answers_config(s))]
+        pending = [s for s in specs if not self.store.exists("answers", self._answers_config(s, prompts_of))]
         self.build_suspects(pending, n_jobs)
-        self.fan_out("suspect_answers", pending, self.p.n_jobs if n_jobs is None else n_jobs, desc="query suspects")
+        self.fan_out("_answers_for", [(s, prompts_of) for s in pending], self.p.n_jobs if n_jobs is None else n_jobs,
+                     desc="query suspects")
+
+    def _answers_for(self, item: tuple[SuspectSpec, str | None]) -> np.ndarray:
+        return self.suspect_answers(*item)
 
     def suspect_record(self, spec: SuspectSpec) -> dict:
         meta = json.loads((Path(self.suspect_location(spec)) / "suspect.json").read_text())

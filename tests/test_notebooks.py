@@ -14,6 +14,10 @@ CONTRACTS = {
     "delta0": {"feature_space", "delta0"},
     "instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
     "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
+    "table1_discriminator": {"source", "accuracy", "auc", "tpr_at_10fpr", "tpr_at_1fpr", "n_test_models", "auc_lo", "auc_hi"},
+    "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
+    "discriminator_by_rho": {"rho", "accuracy", "auc"},
+    "source_attribution_confusion": {"true origin", "innocent"},
 }
 
 
@@ -39,12 +43,18 @@ def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
     assert set(manifest.split) == {"shadow", "test"} and manifest.rho.min() == 0.0
     figures = {p.name for p in Path(os.environ["PROVLIB_FIGURES_DIR"]).iterdir()}
     for expected in ("01_memorization.png", "01_memorization.pdf", "02_suspect_losses.png", "02_suspect_preview.png",
-                     "03_key_distance_histograms.png", "03_conf_vs_delta0.png", "04_conf_vs_rho.png", "04_conf_vs_n.png"):
+                     "03_key_distance_histograms.png", "03_conf_vs_delta0.png", "04_conf_vs_rho.png", "04_conf_vs_n.png",
+                     "05_roc.png", "05_accuracy_vs_rho.png", "05_source_confusion.png"):
         assert expected in figures
     by_rho = pd.read_csv(results / "instance_conf_by_rho.csv")
     assert set(by_rho.method) >= {"strategy12", "random"} and 0.0 in set(by_rho.rho)
     assert (by_rho.queries == by_rho.n_keys * 2).all()  # smoke: k = 2 images per key prompt
     assert by_rho.mean_conf.between(0, 1).all()
+    table1 = pd.read_csv(results / "table1_discriminator.csv")
+    assert sorted(table1.source) == sorted(manifest.source.unique())
+    assert table1.auc.between(0, 1).all() and (table1.auc_lo <= table1.auc_hi).all()
+    confusion = pd.read_csv(results / "source_attribution_confusion.csv").set_index("true origin")
+    assert confusion.to_numpy().sum() == (manifest.split == "test").sum()
     delta0 = pd.read_csv(results / "delta0.csv")
     assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
 

@@ -1,0 +1,120 @@
+"""Metric helpers and the discriminator: hand-computed ROC points, separable cases, no test-model leakage."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from provlib import discriminator_study
+from provlib.discriminator import (Discriminator, DiscriminatorConfig, cross_validate, feature_vector, name_source,
+                                   per_key_distances)
+from provlib.distance import PixelSpace
+from provlib.errors import ParameterError
+from provlib.metrics import bootstrap_report, detection_report, tpr_at_fpr
+
+
+def test_tpr_at_fpr_reads_and_interpolates_the_roc_curve():
+    # 5 innocent, 2 infringing. Descending scores: 0.9 (+), 0.8 (-), 0.7 (+), 0.6, 0.5, 0.4, 0.3 (-)
+    # ROC points (FPR, TPR): (0, 0), (0, .5), (.2, .5), (.2, 1), (.4, 1), ... (1, 1)
+    labels = [1, 0, 1, 0, 0, 0, 0]
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    assert tpr_at_fpr(labels, scores, 0.0) == 0.5
+    assert tpr_at_fpr(labels, scores, 0.2) == 1.0      # vertical segment: the highest TPR at that FPR
+    assert tpr_at_fpr(labels, scores, 0.1) == 0.5      # between (0, .5) and (.2, .5)
+    # one innocent above both infringing: (0, 0), (.2, 0), (.2, .5), (.2, 1)... -> at 10% FPR halfway from (0,0) to (.2,0)
+    assert tpr_at_fpr([0, 1, 1, 0, 0, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], 0.1) == 0.0
+    # a tie between an innocent and an infringing model makes a diagonal segment (0, .5) -> (.5, 1): a randomized
+    # threshold there reaches FPR .25 at TPR .75
+    assert tpr_at_fpr([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1], 0.25) == pytest.approx(0.75)
+    assert tpr_at_fpr([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1], 0.5) == pytest.approx(1.0)
+
+
+def test_auc_and_rates_on_a_separable_case_and_bad_input():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    report = detection_report(labels, scores)
+    assert report["auc"] == 1.0 and report["accuracy"] == 1.0 and report["tpr_at_10fpr"] == 1.0
+    assert detection_report(labels, -scores)["auc"] == 0.0
+    ci = bootstrap_report(labels, scores, n_resamples=20)
+    assert ci["auc_lo"] == ci["auc_hi"] == 1.0
+    with pytest.raises(ParameterError, match="labels"):
+        detection_report([1, 1], [0.2, 0.3])
+    with pytest.raises(ParameterError, match="fpr"):
+        tpr_at_fpr(labels, scores, 1.5)
+
+
+def test_per_key_features_are_zero_for_copies_and_ignore_key_order():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    answers = np.stack([np.stack([k, 255 - k]) for k in keys])          # [3 keys, 2 answers]
+    others = rng.integers(0, 256, (3, 2, 8, 8, 3), dtype=np.uint8)
+    table = per_key_distances(answers, keys, answers, others, PixelSpace())
+    assert np.allclose(table.d_key, 0, atol=1e-6) and np.allclose(table.d_source, 0, atol=1e-6) and (table.d_reference > 0).all()
+    shuffled = table.iloc[[2, 0, 1]]
+    for feature_set in ("key_distances", "calibrated", "both"):
+        assert np.array_equal(feature_vector(table, feature_set), feature_vector(shuffled, feature_set))
+    with pytest.raises(ParameterError, match="feature_set"):
+        feature_vector(table, "histogram-of-everything")
+    with pytest.raises(ParameterError, match="answers"):
+        per_key_distances(answers[:2], keys, answers, others, PixelSpace())
+
+
+def synthetic_models(n_per_class=6, sources=("a", "b"), shift=2.0, seed=0):
+    """Feature rows for shadow and test models: infringing ones have smaller distances."""
+    rng = np.random.default_rng(seed)
+    rows, features = [], []
+    for source in sources:
+        for split in ("shadow", "test"):
+            for i in range(2 * n_per_class):
+                rho = 1.0 if i % 2 else 0.0
+                rows.append({"model_id": f"{source}-{split}-{i}", "source": source, "rho": rho, "split": split,
+                             "target": source})
+                features.append(np.sort(rng.normal(-shift * rho, 1.0, 5)))
+    return np.array(features), pd.DataFrame(rows)
+
+
+def test_discriminator_separates_a_separable_population_and_cv_ranks_configurations():
+    features, meta = synthetic_models()
+    labels, sources = discriminator_study.labels_of(meta), meta.target.to_numpy()
+    shadow, test = (meta.split == "shadow").to_numpy(), (meta.split == "test").to_numpy()
+    for scope in ("per_source", "pooled"):
+        model = Discriminator(DiscriminatorConfig("pixel", "key_distances", "logreg", scope)).fit(
+            features[shadow], labels[shadow], sources[shadow])
+        assert detection_report(labels[test], model.score(features[test], sources[test]))["auc"] > 0.9
+    cv = cross_validate({("pixel", "key_distances"): features[shadow]}, labels[shadow], sources[shadow], n_repeats=2)
+    assert len(cv) == 6 and cv.cv_auc.is_monotonic_decreasing and cv.cv_auc.iloc[0] > 0.9
+    with pytest.raises(ParameterError, match="sources"):
+        Discriminator(DiscriminatorConfig("pixel", "key_distances", "logreg", "per_source")).fit(
+            features[shadow], labels[shadow], sources[shadow]).score(features[:1], np.array(["unknown"]))
+    with pytest.raises(ParameterError, match="classifier"):
+        DiscriminatorConfig("pixel", "key_distances", "svm", "pooled")
+
+
+def test_no_test_model_reaches_a_fit(monkeypatch):
+    """Cross-validation and the learning curve only ever fit on shadow models."""
+    features, meta = synthetic_models()
+    features[(meta.split == "test").to_numpy()] += 1000.0  # test rows are recognisable by their values
+    fitted = []
+    original = Discriminator.fit
+
+    def spy(self, x, y, s):
+        fitted.append(np.asarray(x))
+        return original(self, x, y, s)
+
+    monkeypatch.setattr(Discriminator, "fit", spy)
+    shadow = (meta.split == "shadow").to_numpy()
+    labels = discriminator_study.labels_of(meta)
+    cross_validate({("pixel", "key_distances"): features[shadow]}, labels[shadow], meta.target.to_numpy()[shadow],
+                   n_repeats=1)
+    curve = discriminator_study.shadow_count_curve(DiscriminatorConfig("pixel", "key_distances", "logreg", "pooled"),
+                                                   features, meta, counts=[4, 12], repeats=2)
+    assert set(curve.shadow_models_per_source) == {4, 12}
+    assert fitted and all((x < 500).all() for x in fitted)
+
+
+def test_naming_the_source_and_the_confusion_matrix():
+    assert name_source(pd.Series({"a": 0.2, "b": 0.9})) == "b"
+    assert name_source(pd.Series({"a": 0.2, "b": 0.4})) == "innocent"
+    meta = pd.DataFrame([{"model_id": m, "source": src, "rho": rho, "split": "test", "target": t}
+                         for m, src, rho in (("x", "a", 1.0), ("y", "b", 0.0)) for t in ("a", "b")])
+    scores = np.array([0.9, 0.1, 0.3, 0.2])  # x -> a (right), y -> innocent (right)
+    confusion = discriminator_study.source_confusion(meta, scores)
+    assert confusion.loc["a", "a"] == 1 and confusion.loc["innocent", "innocent"] == 1 and confusion.to_numpy().sum() == 2
