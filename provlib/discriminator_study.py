@@ -41,7 +41,7 @@ def per_key_table(zoo, specs, keys_by_source: dict[str, KeySet], space, targets:
 def feature_matrix(table: pd.DataFrame, feature_set: str) -> tuple[np.ndarray, pd.DataFrame]:
     """(features [models, d], one row of model columns per feature row) from a one-space per-key table."""
     if table.feature_space.nunique() != 1:
-        raise ValueError("feature_matrix expects the per-key table of one feature space")
+        raise ParameterError("table", "the per-key table of one feature space", sorted(table.feature_space.unique()))
     groups = list(table.groupby(MODEL_COLUMNS, sort=True))
     features = np.stack([feature_vector(g, feature_set) for _, g in groups])
     meta = pd.DataFrame([key for key, _ in groups], columns=MODEL_COLUMNS)
