@@ -33,16 +33,25 @@ class Verdict:
         return pd.DataFrame({"prompt": keys.prompts, "distance": self.distances, "attributed": self.attributed})
 
 
+def grouped_features(images: np.ndarray, space) -> np.ndarray:
+    """uint8 [N, m, H, W, 3] (m images per key) -> features [N, m, d], computed in one batch."""
+    images = np.asarray(images)
+    n, m = images.shape[:2]
+    return space.features(images.reshape(n * m, *images.shape[2:])).reshape(n, m, -1)
+
+
+def best_distance_per_key(queries: np.ndarray, targets: np.ndarray, space) -> np.ndarray:
+    """Features [N, k, d] and [N, m, d] -> [N]: the smallest query-target distance within each key."""
+    return np.array([space.pairwise(q, t).min() for q, t in zip(queries, targets)])
+
+
 def best_key_distances(answers: np.ndarray, key_images: np.ndarray, space=None) -> np.ndarray:
     """answers uint8 [N, k, H, W, 3] (k images per key prompt) -> [N] smallest distance to each key image."""
     space = space or PixelSpace()
     answers, key_images = np.asarray(answers), np.asarray(key_images)
     if answers.ndim != 5 or len(answers) != len(key_images):
         raise ParameterError("answers", f"an array [n_keys={len(key_images)}, k, H, W, 3]", answers.shape)
-    n, k = answers.shape[:2]
-    answer_features = space.features(answers.reshape(n * k, *answers.shape[2:])).reshape(n, k, -1)
-    key_features = space.features(key_images)
-    return np.array([space.pairwise(answer_features[i], key_features[i:i + 1]).min() for i in range(n)])
+    return best_distance_per_key(grouped_features(answers, space), grouped_features(key_images[:, None], space), space)
 
 
 def check_delta0(delta0: float) -> float:

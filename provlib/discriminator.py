@@ -36,6 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .attribution import best_distance_per_key, grouped_features
 from .errors import ParameterError
 
 FEATURE_SETS = ("key_distances", "calibrated", "both")
@@ -50,21 +51,15 @@ def per_key_distances(answers: np.ndarray, key_images: np.ndarray, source_images
     Returns one row per key with its ``d_key``, ``d_source`` and ``d_reference`` distance (smallest over the
     k answers and the S generations).
     """
-    answers = np.asarray(answers)
+    answers, key_images = np.asarray(answers), np.asarray(key_images)
     n = len(key_images)
     for name, value in (("answers", answers), ("source_images", source_images), ("reference_images", reference_images)):
         if value.ndim != 5 or len(value) != n:
             raise ParameterError(name, f"an array [n_keys={n}, images, H, W, 3]", value.shape)
-
-    def features(images):  # [N, m, ...] -> [N, m, d]
-        flat = images.reshape(-1, *images.shape[2:])
-        return space.features(flat).reshape(n, images.shape[1], -1)
-
-    a, s, r = features(answers), features(source_images), features(reference_images)
-    k = space.features(np.asarray(key_images))
-    rows = [{"d_key": space.pairwise(a[i], k[i:i + 1]).min(), "d_source": space.pairwise(a[i], s[i]).min(),
-             "d_reference": space.pairwise(a[i], r[i]).min()} for i in range(n)]
-    return pd.DataFrame(rows)
+    queries = grouped_features(answers, space)  # embedded once, compared with all three targets
+    return pd.DataFrame({column: best_distance_per_key(queries, grouped_features(targets, space), space)
+                         for column, targets in (("d_key", key_images[:, None]), ("d_source", source_images),
+                                                 ("d_reference", reference_images))})
 
 
 def feature_vector(per_key: pd.DataFrame, feature_set: str) -> np.ndarray:

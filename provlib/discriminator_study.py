@@ -100,10 +100,7 @@ def shadow_count_curve(config: DiscriminatorConfig, features: np.ndarray, meta: 
             if not chosen:
                 continue
             chosen = np.array(chosen)
-            try:
-                model = Discriminator(config, seed).fit(features[chosen], labels[chosen], sources[chosen])
-            except ParameterError:
-                continue
+            model = Discriminator(config, seed).fit(features[chosen], labels[chosen], sources[chosen])
             scores = model.score(features[test], sources[test])
             report = detection_report(labels[test], scores, threshold)
             rows.append({"shadow_models_per_source": m, "repeat": r, "auc": mean_auc_by_source(labels[test], scores, sources[test]),
