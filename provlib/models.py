@@ -45,7 +45,7 @@ def build_word_tokenizer(vocabulary: list[str], max_length: int = MAX_CAPTION_TO
                                    pad_token="<pad>", unk_token="<unk>", model_max_length=max_length)
 
 
-def build_tiny_vae(resolution: int, seed: int = 0) -> AutoencoderKL:
+def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT_CHANNELS) -> AutoencoderKL:
     """A 4x-downsampling KL autoencoder with 8 latent channels.
 
     SD's VAE downsamples 8x into 4 channels; at 32 px that leaves a 4x4 latent, so the tiny one keeps an
@@ -53,7 +53,7 @@ def build_tiny_vae(resolution: int, seed: int = 0) -> AutoencoderKL:
     """
     torch.manual_seed(seed)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, sample_size=resolution, layers_per_block=1,
+        in_channels=3, out_channels=3, latent_channels=latent_channels, sample_size=resolution, layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         block_out_channels=(16, 32, 32), norm_num_groups=8,
     )

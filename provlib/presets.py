@@ -77,6 +77,23 @@ class Preset:
     bootstrap_resamples: int = 1000     # resamples of test models behind every confidence interval
     learning_curve_repeats: int = 10    # random shadow subsets per point of the shadow-count learning curve
 
+    # TrainProVe (notebook 07): generators G1..G4 made class-conditional images; suspects are classifiers
+    tp_generators: tuple = ("sd14", "lcm", "pixart", "cascade")  # CPU analogues, or the real four at paper scale
+    tp_checkpoints: dict = field(default_factory=dict)  # paper scale: generator name -> local pipeline folder
+    tp_classes: tuple = ("circle", "square", "triangle", "diamond", "cross", "ring")
+    tp_prompt_template: str = "a photo of a {}"
+    tp_real_dir: str = ""               # paper scale: an image folder with one subfolder of real images per class
+    tp_resolution: int = 32             # classifier input size; generations are resized to it
+    tp_generator_images: int = 2000     # CPU scale: each analogue's own draw of labelled training images
+    tp_generator_steps: int = 2500      # CPU scale: denoiser training steps of each analogue
+    tp_draw_concentration: float = 2.0  # CPU scale: Dirichlet skew of each analogue's attribute draw (smaller = more distinct)
+    tp_pool_per_class: int = 200        # per generator: the generated pool suspects sample their training sets from
+    tp_train_per_class: int = 100       # a suspect's (and the shadow's) training images per class
+    tp_test_per_class: int = 50         # the defender's fresh test images per class and generator
+    tp_suspect_seeds: int = 4           # suspects per training source
+    tp_classifier_epochs: int = 20
+    tp_alpha: float = 0.05              # significance level of the one-sided test
+
     def __post_init__(self):
         _validate(self)
 
@@ -117,7 +134,9 @@ def _validate(p: Preset) -> None:
                  "suspect_samples", "suspect_steps", "suspect_batch_size", "suspects_per_setting",
                  "inference_steps", "generation_batch_size", "checkpoint_every", "memorization_prompts",
                  "key_candidates", "probe_seeds", "key_count", "query_images", "descriptor_steps",
-                 "cv_repeats", "bootstrap_resamples", "learning_curve_repeats"):
+                 "cv_repeats", "bootstrap_resamples", "learning_curve_repeats", "tp_resolution", "tp_generator_images",
+                 "tp_generator_steps", "tp_pool_per_class", "tp_train_per_class", "tp_test_per_class",
+                 "tp_suspect_seeds", "tp_classifier_epochs"):
         value = getattr(p, name)
         need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive integer", value)
     need(p.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'", p.device)
@@ -142,6 +161,16 @@ def _validate(p: Preset) -> None:
         need(p.base_source_domain == "generic" or p.base_source_domain in p.source_domains, "base_source_domain",
              "'generic' or one of source_domains", p.base_source_domain)
         need(set(p.source_domains) <= {"faces", "scenes"}, "source_domains", "a subset of ('faces', 'scenes')", p.source_domains)
+    need(len(p.tp_generators) >= 3 and len(set(p.tp_generators)) == len(p.tp_generators), "tp_generators",
+         "at least 3 distinct generator names (the defender's and at least 2 references)", p.tp_generators)
+    need(len(p.tp_classes) >= 2 and len(set(p.tp_classes)) == len(p.tp_classes), "tp_classes",
+         "at least 2 distinct class names", p.tp_classes)
+    need(isinstance(p.tp_prompt_template, str) and p.tp_prompt_template.count("{}") == 1, "tp_prompt_template",
+         "a prompt with one '{}' where the class name goes", p.tp_prompt_template)
+    need(0.0 < p.tp_alpha < 1.0, "tp_alpha", "a significance level strictly between 0 and 1", p.tp_alpha)
+    need(p.tp_draw_concentration > 0, "tp_draw_concentration", "a positive number", p.tp_draw_concentration)
+    need(p.tp_train_per_class <= p.tp_pool_per_class, "tp_train_per_class",
+         f"at most tp_pool_per_class={p.tp_pool_per_class}", p.tp_train_per_class)
     need(p.device == "cuda" or p.dtype == "float32", "dtype", "'float32' on the CPU (fp16 needs device='cuda')", p.dtype)
 
 
@@ -153,6 +182,8 @@ PRESETS = {
         inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
         key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,
         cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
+        tp_generator_images=96, tp_generator_steps=6, tp_pool_per_class=6, tp_train_per_class=4,
+        tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
     ),
     "cpu": Preset(name="cpu"),
     "sd": Preset(
@@ -164,18 +195,42 @@ PRESETS = {
         suspects_per_setting=30, inference_steps=50, guidance_scale=7.5, generation_batch_size=8,
         checkpoint_every=500, memorization_prompts=64,
         key_candidates=300, probe_seeds=4, key_count=30, query_images=4, descriptor_steps=3000,
+        # TrainProVe's four generators (SD v1.4, LCM, PixArt-alpha, Stable Cascade) from local folders the
+        # user downloaded, e.g. CompVis/stable-diffusion-v1-4, SimianLuo/LCM_Dreamshaper_v7,
+        # PixArt-alpha/PixArt-XL-2-512x512, stabilityai/stable-cascade; classes and real images: CIFAR-10
+        tp_checkpoints={}, tp_real_dir="",
+        tp_classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        tp_pool_per_class=1000, tp_train_per_class=1000, tp_test_per_class=100, tp_suspect_seeds=3,
+        tp_classifier_epochs=30,
     ),
 }
 
 
-def load_preset(name: str, **overrides) -> Preset:
-    """The named preset with notebook parameters applied; errors name the offending parameter."""
+def load_preset(name: str, *, inputs_for: str = "attribution", **overrides) -> Preset:
+    """The named preset with notebook parameters applied; errors name the offending parameter.
+
+    At paper scale the user's inputs are checked up front for the part of the workbook that will run:
+    ``inputs_for="attribution"`` (notebooks 01-05: data folders and base checkpoints) or ``"trainprove"``
+    (notebook 07: the four generators' checkpoints and the real class images).
+    """
     if name not in PRESETS:
         raise ParameterError("preset", f"one of {sorted(PRESETS)}", name)
+    if inputs_for not in INPUT_CHECKS:
+        raise ParameterError("inputs_for", f"one of {sorted(INPUT_CHECKS)}", inputs_for)
     preset = PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
     if preset.is_paper_scale:
-        check_paper_scale_inputs(preset)
+        INPUT_CHECKS[inputs_for](preset)
     return preset
+
+
+def check_trainprove_inputs(p: Preset) -> None:
+    """TrainProVe at paper scale needs a local checkpoint per generator and a folder of real class images."""
+    for name in p.tp_generators:
+        if name not in p.tp_checkpoints:
+            raise ParameterError(f"tp_checkpoints['{name}']", "a local folder of that generator's diffusers pipeline "
+                                 "(e.g. a snapshot of its hub repository)", p.tp_checkpoints)
+    if not p.tp_real_dir:
+        raise ParameterError("tp_real_dir", "a folder with one subfolder of real images per class", p.tp_real_dir)
 
 
 def check_paper_scale_inputs(p: Preset) -> None:
@@ -188,3 +243,6 @@ def check_paper_scale_inputs(p: Preset) -> None:
         if base not in p.base_checkpoints:
             raise ParameterError(f"base_checkpoints['{base}']", "a local Stable Diffusion pipeline folder "
                                  "(with model_index.json) or, with allow_download=True, a hub id", p.base_checkpoints)
+
+
+INPUT_CHECKS = {"attribution": check_paper_scale_inputs, "trainprove": check_trainprove_inputs}

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -104,6 +105,9 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
     With ``checkpoint_dir`` the run saves every ``checkpoint_every`` steps and resumes from the latest save.
     """
     device = pipe.unet.device
+    # accelerate keeps one process-wide state; a run with another precision or device in the same process (a
+    # notebook that trains on the CPU, then fine-tunes in fp16 on CUDA) must start from a fresh one
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device.type == "cpu")
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     latent_mean, latent_std = encode_latents(pipe.vae, data.images)
@@ -168,6 +172,9 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
             _save_checkpoint(checkpoint_dir, step + 1, {n: accelerator.unwrap_model(m) for n, m in zip(modules, prepared)},
                              optimizer, losses)
 
+    for module in prepared[:-1]:
+        # drop the fp16 autocast wrapper accelerate put on forward, or later inference returns fp32 latents
+        accelerator.unwrap_model(module, keep_fp32_wrapper=False)
     for name, module in modules.items():
         module.eval()
         if weight_dtypes[name] != torch.float32:

@@ -322,21 +322,8 @@ class Zoo:
         return {s: self.source_location(s) for s in self.p.source_names}
 
     def fan_out(self, method: str, items: list, n_jobs: int, desc: str) -> None:
-        """Call ``self.<method>(item)`` for every item, in ``n_jobs`` worker processes (1 = in this process).
-
-        Each worker gets an equal share of the cores; results land in the shared artifact store.
-        """
-        if not items:
-            return
-        n_jobs = max(1, min(n_jobs, len(items)))
-        if n_jobs == 1:
-            iterator = (getattr(self, method)(item) for item in items)
-        else:
-            threads = max(1, (os.cpu_count() or 1) // n_jobs)
-            iterator = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(_run_in_worker)(self.p, str(self.cache_root), method, item, threads) for item in items)
-        for _ in tqdm(iterator, total=len(items), desc=desc, disable=not self.show_progress):
-            pass
+        """Call ``self.<method>(item)`` for every item, in ``n_jobs`` worker processes (see ``fan_out``)."""
+        fan_out(self, method, items, n_jobs, desc)
 
     # ---- instance-level attribution ------------------------------------------------------------
     def _descriptor_config(self) -> dict:
@@ -459,6 +446,25 @@ class Zoo:
         return pd.DataFrame([self.suspect_record(s) for s in specs])
 
 
-def _run_in_worker(preset: Preset, cache_root: str, method: str, item, threads: int):
+def fan_out(owner, method: str, items: list, n_jobs: int, desc: str) -> None:
+    """Call ``owner.<method>(item)`` for every item, in ``n_jobs`` worker processes (1 = in this process).
+
+    ``owner`` is a zoo built as ``type(owner)(preset, cache_root, show_progress)``; each worker rebuilds it, gets
+    an equal share of the cores and leaves its results in the shared artifact store.
+    """
+    if not items:
+        return
+    n_jobs = max(1, min(n_jobs, len(items)))
+    if n_jobs == 1:
+        iterator = (getattr(owner, method)(item) for item in items)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+        iterator = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_run_in_worker)(type(owner), owner.p, str(owner.cache_root), method, item, threads) for item in items)
+    for _ in tqdm(iterator, total=len(items), desc=desc, disable=not owner.show_progress):
+        pass
+
+
+def _run_in_worker(owner_class, preset: Preset, cache_root: str, method: str, item, threads: int) -> None:
     torch.set_num_threads(threads)
-    return getattr(Zoo(preset, cache_root, show_progress=False), method)(item)
+    getattr(owner_class(preset, cache_root, show_progress=False), method)(item)

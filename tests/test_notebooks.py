@@ -18,6 +18,9 @@ CONTRACTS = {
     "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
     "discriminator_by_rho": {"rho", "accuracy", "auc"},
     "source_attribution_confusion": {"true origin", "innocent"},
+    "trainprove_verification": {"defender", "suspect_source", "n_suspects", "verified_fraction"},
+    "trainprove_verdicts": {"model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
+    "trainprove_by_test_size": {"n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"},
 }
 
 
@@ -44,7 +47,8 @@ def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
     figures = {p.name for p in Path(os.environ["PROVLIB_FIGURES_DIR"]).iterdir()}
     for expected in ("01_memorization.png", "01_memorization.pdf", "02_suspect_losses.png", "02_suspect_preview.png",
                      "03_key_distance_histograms.png", "03_conf_vs_delta0.png", "04_conf_vs_rho.png", "04_conf_vs_n.png",
-                     "05_roc.png", "05_accuracy_vs_rho.png", "05_source_confusion.png"):
+                     "05_roc.png", "05_accuracy_vs_rho.png", "05_source_confusion.png", "07_generator_samples.png",
+                     "07_accuracy_profile.png", "07_verification_matrix.png", "07_pvalues_and_gap.png", "07_test_size.png"):
         assert expected in figures
     by_rho = pd.read_csv(results / "instance_conf_by_rho.csv")
     assert set(by_rho.method) >= {"strategy12", "random"} and 0.0 in set(by_rho.rho)
@@ -55,6 +59,11 @@ def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
     assert table1.auc.between(0, 1).all() and (table1.auc_lo <= table1.auc_hi).all()
     confusion = pd.read_csv(results / "source_attribution_confusion.csv").set_index("true origin")
     assert confusion.to_numpy().sum() == (manifest.split == "test").sum()
+    verification = pd.read_csv(results / "trainprove_verification.csv")
+    verdicts = pd.read_csv(results / "trainprove_verdicts.csv")
+    assert set(verification.defender) == {"sd14", "lcm", "pixart", "cascade"} and "real" in set(verification.suspect_source)
+    assert verification.n_suspects.sum() == len(verdicts) and verification.verified_fraction.between(0, 1).all()
+    assert verdicts.p_value.between(0, 1).all() and set(verdicts.trained_on_defender) == {True, False}
     delta0 = pd.read_csv(results / "delta0.csv")
     assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
 

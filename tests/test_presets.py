@@ -48,3 +48,16 @@ def test_sd_preset_requires_data_and_checkpoints():
     # the paper's fine-tuning hyper-parameters
     assert (sd.suspect_steps, sd.suspect_lr, sd.suspect_batch_size, sd.suspect_samples) == (3000, 2e-6, 2, 500)
     assert sd.dtype == "float16" and sd.resolution == 512
+
+
+def test_sd_preset_lists_the_four_trainprove_generators_and_checks_their_checkpoints():
+    assert PRESETS["sd"].tp_generators == ("sd14", "lcm", "pixart", "cascade")
+    with pytest.raises(ParameterError, match=r"tp_checkpoints\['sd14'\]"):
+        load_preset("sd", inputs_for="trainprove")
+    four = {name: f"/models/{name}" for name in PRESETS["sd"].tp_generators}
+    with pytest.raises(ParameterError, match="tp_real_dir"):
+        load_preset("sd", inputs_for="trainprove", tp_checkpoints=four)
+    sd = load_preset("sd", inputs_for="trainprove", tp_checkpoints=four, tp_real_dir="/data/cifar10")
+    assert sd.tp_checkpoints["cascade"] == "/models/cascade" and len(sd.tp_classes) == 10
+    with pytest.raises(ParameterError, match="inputs_for"):
+        load_preset("sd", inputs_for="everything")

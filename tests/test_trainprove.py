@@ -1,0 +1,102 @@
+"""TrainProVe: the hypothesis-test wrapper on constructed accuracies, bad inputs, and the classifier/zoo plumbing."""
+import numpy as np
+import pytest
+
+from provlib.classifier import load_classifier, predict, save_classifier, train_classifier
+from provlib.errors import ParameterError
+from provlib.presets import load_preset
+from provlib.trainprove import LabelledImages, class_prompts, provenance_test, verify
+from provlib.trainprove_zoo import TrainProVeZoo, attribute_weights, load_generator, real_folder_images, render_objects
+
+
+def hits(n_correct: int, n: int = 100) -> np.ndarray:
+    return np.arange(n) < n_correct
+
+
+def test_clear_positive_is_verified():
+    verdict = provenance_test({"G": hits(90), "A": hits(50), "B": hits(55), "C": hits(40)}, "G")
+    assert verdict.verified and verdict.p_value < 1e-3
+    assert verdict.closest_reference == "B" and verdict.statistic == pytest.approx(0.35)
+    assert verdict.accuracies == {"G": 0.9, "A": 0.5, "B": 0.55, "C": 0.4}
+    assert verdict.p_value == max(verdict.reference_p_values.values())
+
+
+def test_clear_negative_is_not_verified():
+    # the suspect is far better on a reference's images: it learned from that reference, not from G
+    verdict = provenance_test({"G": hits(50), "A": hits(90), "B": hits(45)}, "G")
+    assert not verdict.verified and verdict.p_value > 0.99 and verdict.statistic == pytest.approx(-0.4)
+
+
+def test_one_reference_as_good_as_the_defender_blocks_verification():
+    verdict = provenance_test({"G": hits(90), "A": hits(40), "B": hits(89)}, "G")
+    assert not verdict.verified and verdict.closest_reference == "B"
+
+
+def test_tie_is_not_verified():
+    verdict = provenance_test({"G": hits(70), "A": hits(70), "B": hits(70)}, "G", alpha=0.05)
+    assert not verdict.verified and verdict.statistic == 0.0 and 0.5 < verdict.p_value < 1.0
+
+
+def test_bad_inputs_name_the_parameter():
+    with pytest.raises(ParameterError, match="references"):
+        provenance_test({"G": hits(90), "A": hits(50)}, "G")
+    with pytest.raises(ParameterError, match="defender"):
+        provenance_test({"G": hits(90), "A": hits(50), "B": hits(50)}, "X")
+    with pytest.raises(ParameterError, match="alpha"):
+        provenance_test({"G": hits(90), "A": hits(50), "B": hits(50)}, "G", alpha=1.5)
+    with pytest.raises(ParameterError, match=r"correct\['A'\]"):
+        provenance_test({"G": hits(90), "A": np.array([], bool), "B": hits(50)}, "G")
+    with pytest.raises(ParameterError, match="classes"):
+        class_prompts([])
+    with pytest.raises(ParameterError, match="tp_classes"):
+        load_preset("smoke", tp_classes=[])
+    with pytest.raises(ParameterError, match="tp_generators"):
+        load_preset("smoke", tp_generators=["sd14", "lcm"])
+    with pytest.raises(ParameterError, match="labels"):
+        LabelledImages(np.zeros((3, 8, 8, 3), np.uint8), np.zeros(2, int))
+
+
+def test_paper_scale_names_the_missing_generator_checkpoint(tmp_path):
+    preset = load_preset("smoke").replace(data_source="folder", tp_checkpoints={"sd14": str(tmp_path)})
+    with pytest.raises(ParameterError, match=r"tp_checkpoints\['lcm'\]"):
+        TrainProVeZoo(preset, tmp_path)
+    with pytest.raises(ParameterError, match="tp_checkpoints"):
+        load_generator(str(tmp_path), "cpu", "float32")  # a folder without model_index.json
+    with pytest.raises(ParameterError, match="tp_real_dir"):
+        real_folder_images(tmp_path / "missing", ["cat"], 32)
+    with pytest.raises(ParameterError, match="tp_generators"):
+        TrainProVeZoo(load_preset("smoke", tp_generators=["sd14", "lcm", "dall-e"]), tmp_path)
+
+
+def test_verify_queries_the_black_box_on_every_generator():
+    labels = np.repeat(np.arange(3), 20)
+    images = np.zeros((60, 8, 8, 3), np.uint8)
+    sets = {g: LabelledImages(images + i, labels) for i, g in enumerate(["G", "A", "B"])}
+
+    def suspect(x):  # right on G's images (pixel value 0), always class 0 elsewhere
+        return labels if x.max() == 0 else np.zeros(len(x), int)
+
+    verdict = verify(suspect, "G", sets)
+    assert verdict.verified and verdict.accuracies["G"] == 1.0 and verdict.n_images == {"G": 60, "A": 60, "B": 60}
+
+
+def test_generator_draws_differ_from_the_real_world_and_from_each_other():
+    real = attribute_weights("real", 2.0, 0)
+    a, b = attribute_weights("sd14", 2.0, 0), attribute_weights("lcm", 2.0, 0)
+    assert np.allclose(real["colour"], 1 / 6)
+    assert not np.allclose(a["colour"], b["colour"]) and np.isclose(a["colour"].sum(), 1)
+    data, labels = render_objects(["circle", "ring"], 3, a, seed=1, resolution=16, template="a photo of a {}")
+    assert data.images.shape == (6, 16, 16, 3) and list(labels) == [0, 0, 0, 1, 1, 1]
+    assert all(c.startswith("a photo of a") for c in data.captions)
+    with pytest.raises(ParameterError, match="tp_classes"):
+        render_objects(["airplane"], 1, a, seed=1, resolution=16, template="{}")
+
+
+def test_classifier_learns_a_separable_task_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    images = np.where(labels[:, None, None, None] == 1, 220, 30).astype(np.uint8) + rng.integers(0, 20, (80, 16, 16, 3)).astype(np.uint8)
+    model, losses = train_classifier(images, labels, 2, epochs=5, seed=0)
+    assert (predict(model, images) == labels).mean() == 1.0 and losses[-1] < losses[0]
+    save_classifier(model, tmp_path)
+    assert (predict(load_classifier(tmp_path), images) == predict(model, images)).all()
