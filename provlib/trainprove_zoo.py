@@ -68,6 +68,14 @@ ATTRIBUTES = {"colour": list(scenes.OBJECT_COLOURS), "size": list(scenes.SIZES),
               "texture": list(scenes.TEXTURES), "background": list(scenes.BACKGROUNDS)}
 
 
+def object_attributes(sizes) -> dict[str, list[str]]:
+    """The object world's attribute values, with only the given object ``sizes`` (``tp_sizes``)."""
+    sizes = list(sizes)
+    if not sizes or not set(sizes) <= set(scenes.SIZES):
+        raise ParameterError("tp_sizes", f"a non-empty subset of {scenes.SIZES}", sizes)
+    return {**ATTRIBUTES, "size": sizes}
+
+
 @dataclass(frozen=True)
 class ClassifierSpec:
     model_id: str
@@ -80,16 +88,16 @@ class ClassifierSpec:
         return [part for part in self.source.split("+") if part != REAL]
 
 
-def attribute_weights(draw: str, concentration: float, seed: int) -> dict[str, np.ndarray]:
+def attribute_weights(draw: str, concentration: float, seed: int, attributes: dict = ATTRIBUTES) -> dict[str, np.ndarray]:
     """How often each attribute value occurs in a draw: uniform for the real world, Dirichlet-skewed per generator."""
     if draw == REAL:
-        return {k: np.full(len(v), 1.0 / len(v)) for k, v in ATTRIBUTES.items()}
+        return {k: np.full(len(v), 1.0 / len(v)) for k, v in attributes.items()}
     rng = np.random.default_rng(derive_seed(seed, "tp-draw", draw))
-    return {k: rng.dirichlet(np.full(len(v), concentration)) for k, v in ATTRIBUTES.items()}
+    return {k: rng.dirichlet(np.full(len(v), concentration)) for k, v in attributes.items()}
 
 
 def render_objects(classes: list[str], n_per_class: int, weights: dict, seed: int, resolution: int,
-                   template: str) -> tuple[CaptionedImageSet, np.ndarray]:
+                   template: str, attributes: dict = ATTRIBUTES) -> tuple[CaptionedImageSet, np.ndarray]:
     """Single-object images of every class; half the captions are the bare class prompt, half name every attribute."""
     unknown = sorted(set(classes) - set(scenes.SHAPES))
     if unknown:
@@ -98,7 +106,7 @@ def render_objects(classes: list[str], n_per_class: int, weights: dict, seed: in
     images, captions, labels = [], [], []
     for label, shape in enumerate(classes):
         for _ in range(n_per_class):
-            a = {k: ATTRIBUTES[k][rng.choice(len(ATTRIBUTES[k]), p=weights[k])] for k in ATTRIBUTES}
+            a = {k: values[rng.choice(len(values), p=weights[k])] for k, values in attributes.items()}
             attrs = scenes.SceneAttributes((scenes.SceneObject(a["size"], a["colour"], shape, a["position"]),),
                                            a["texture"], a["background"])
             images.append(scenes.render_scene(attrs, int(rng.integers(2**31)), resolution))
@@ -207,16 +215,18 @@ class TrainProVeZoo:
         p = self.p
         return {"kind": "tp_data", "v": CODE_VERSION["tp_data"], "draw": draw, "n_per_class": n, "purpose": purpose,
                 "classes": self.classes, "template": p.tp_prompt_template, "resolution": p.resolution,
-                "concentration": p.tp_draw_concentration, "seed": derive_seed(p.seed, "tp-data", draw, purpose)}
+                "concentration": p.tp_draw_concentration, "sizes": list(p.tp_sizes),
+                "seed": derive_seed(p.seed, "tp-data", draw, purpose)}
 
     def object_draw(self, draw: str, n_per_class: int, purpose: str) -> tuple[CaptionedImageSet, np.ndarray]:
         """Rendered objects with a draw's attribute frequencies (``draw``: a generator's training world or ``real``)."""
         config = self._draw_config(draw, n_per_class, purpose)
 
         def build(tmp: Path):
-            weights = attribute_weights(draw, self.p.tp_draw_concentration, self.p.seed)
+            attributes = object_attributes(self.p.tp_sizes)
+            weights = attribute_weights(draw, self.p.tp_draw_concentration, self.p.seed, attributes)
             data, labels = render_objects(self.classes, n_per_class, weights, config["seed"], self.p.resolution,
-                                          self.p.tp_prompt_template)
+                                          self.p.tp_prompt_template, attributes)
             data.save(tmp)
             np.save(tmp / "labels.npy", labels)
 

@@ -6,7 +6,8 @@ from provlib.classifier import load_classifier, predict, save_classifier, train_
 from provlib.errors import ParameterError
 from provlib.presets import load_preset
 from provlib.trainprove import LabelledImages, class_prompts, provenance_test, verify
-from provlib.trainprove_zoo import TrainProVeZoo, attribute_weights, load_generator, real_folder_images, render_objects
+from provlib.trainprove_zoo import (TrainProVeZoo, attribute_weights, load_generator, object_attributes,
+                                    real_folder_images, render_objects)
 
 
 def hits(n_correct: int, n: int = 100) -> np.ndarray:
@@ -90,6 +91,18 @@ def test_generator_draws_differ_from_the_real_world_and_from_each_other():
     assert all(c.startswith("a photo of a") for c in data.captions)
     with pytest.raises(ParameterError, match="tp_classes"):
         render_objects(["airplane"], 1, a, seed=1, resolution=16, template="{}")
+
+
+def test_object_sizes_restrict_the_world_and_are_validated():
+    big_only = object_attributes(["big"])
+    weights = attribute_weights("sd14", 2.0, 0, big_only)
+    assert list(weights["size"]) == [1.0]
+    data, _ = render_objects(["square"], 4, weights, seed=1, resolution=16, template="a photo of a {}", attributes=big_only)
+    assert not any("small" in c for c in data.captions)
+    with pytest.raises(ParameterError, match="tp_sizes"):
+        object_attributes(["huge"])
+    with pytest.raises(ParameterError, match="tp_sizes"):
+        load_preset("smoke", tp_sizes=[])
 
 
 def test_classifier_learns_a_separable_task_and_round_trips(tmp_path):
