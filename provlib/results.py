@@ -13,10 +13,16 @@ from .presets import Preset
 from .store import atomic_write_text
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
+
+
 def _git_commit() -> str:
+    """HEAD's short hash, marked when the code (not the results a run rewrites) differs from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
+        head = _git("rev-parse", "--short", "HEAD") or "unknown"
+        changed = _git("status", "--porcelain", "--", "provlib", "notebooks")
+        return f"{head}+uncommitted" if changed else head
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +83,27 @@ def _latest_checkpoint(checkpoint_dir: Path | None) -> Path | None:
 
 
 def _save_checkpoint(checkpoint_dir: Path, step: int, modules: dict, optimizer, losses: list[float]) -> None:
-    tmp = checkpoint_dir / f".tmp-step-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # a temporary name of this process's own: two runs of the same training (two notebooks sharing a cache) must
+    # not write into each other's half-saved checkpoint
+    tmp = checkpoint_dir / f".tmp-step-{step}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     for name, module in modules.items():
         save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")  # tensors and numbers only: loaded with weights_only
     (tmp / "meta.json").write_text(json.dumps({"step": step, "losses": losses}))
-    os.replace(tmp, checkpoint_dir / f"step-{step}")
+    final = checkpoint_dir / f"step-{step}"
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / "meta.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another run of the same training saved this step (seeded: same weights)
     for old in checkpoint_dir.glob("step-*"):
-        if old.name != f"step-{step}":
+        if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)
+    for stale in checkpoint_dir.glob(".tmp-step-*"):
+        if int(stale.name.split("-")[2]) < step:  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, steps: int, batch_size: int, lr: float,

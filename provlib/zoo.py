@@ -250,8 +250,7 @@ class Zoo:
         config = {"kind": "suspect", "v": CODE_VERSION["suspect"], "spec": asdict(spec),
                   "base": config_hash(self._base_config(spec.base)),
                   "real": config_hash(self._dataset_config(spec.domain, "real")), "samples": p.suspect_samples,
-                  "steps": p.suspect_steps, "batch_size": p.suspect_batch_size, "lr": p.suspect_lr,
-                  "mixed_precision": p.mixed_precision}
+                  **self.fine_tune_recipe()}
         if spec.rho > 0:
             config["source"] = config_hash(self._source_config(spec.source))
             config["generation"] = [p.inference_steps, p.guidance_scale]
@@ -265,32 +264,48 @@ class Zoo:
         n_generated = int(round(spec.rho * self.p.suspect_samples))
         parts = [real.subset(chosen[n_generated:])]
         if n_generated:
-            generated, _ = self.source_generations(spec.source)
-            parts.insert(0, generated.subset(chosen[:n_generated]))
+            parts.insert(0, self.generated_pool(spec).subset(chosen[:n_generated]))
         return CaptionedImageSet.concat(parts)
 
+    def generated_pool(self, spec: SuspectSpec) -> CaptionedImageSet:
+        """The source's generations an infringing suspect draws from (a watermarking zoo stamps them first)."""
+        return self.source_generations(spec.source)[0]
+
     def suspect_location(self, spec: SuspectSpec) -> str:
-        config = self._suspect_config(spec)
+        return self.fine_tuned_unet("suspect", self._suspect_config(spec), spec.base, lambda: self.suspect_training_set(spec),
+                                    spec.seed, spec.model_id, {"spec": asdict(spec)})
 
+    def fine_tune_recipe(self) -> dict:
+        """The suspects' fine-tuning hyper-parameters, as they enter every fine-tuned model's cache key."""
+        p = self.p
+        return {"steps": p.suspect_steps, "batch_size": p.suspect_batch_size, "lr": p.suspect_lr,
+                "mixed_precision": p.mixed_precision}
+
+    def fine_tuned_unet(self, kind: str, config: dict, base: str, training_set, seed: int, desc: str, meta: dict) -> str:
+        """A base's UNet fine-tuned with the suspect recipe on ``training_set()`` (cached as ``kind``; resumable)."""
         def build(tmp: Path):
-            pipe = self.load(self.base_location(spec.base))
-            train_set = self.suspect_training_set(spec)
+            pipe = self.load(self.base_location(base))
+            train_set = training_set()
             losses = train_denoiser(pipe, train_set, steps=self.p.suspect_steps, batch_size=self.p.suspect_batch_size,
-                                    lr=self.p.suspect_lr, seed=spec.seed, checkpoint_dir=self.store.work_dir("suspect", config),
+                                    lr=self.p.suspect_lr, seed=seed, checkpoint_dir=self.store.work_dir(kind, config),
                                     checkpoint_every=self.p.checkpoint_every, mixed_precision=self.p.mixed_precision,
-                                    desc=spec.model_id, show_progress=False)
+                                    desc=desc, show_progress=False)
             pipe.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-            (tmp / "suspect.json").write_text(json.dumps({"spec": asdict(spec), "train_ids": train_set.ids, "losses": losses}))
+            (tmp / "suspect.json").write_text(json.dumps({**meta, "train_ids": train_set.ids, "losses": losses}))
 
-        return str(self.store.get_or_build("suspect", config, build))
+        return str(self.store.get_or_build(kind, config, build))
 
-    def load_suspect(self, spec: SuspectSpec):
-        """The suspect as a black-box pipeline: its base with the fine-tuned UNet swapped in."""
-        pipe = self.load(self.base_location(spec.base))
-        unet = UNet2DConditionModel.from_pretrained(Path(self.suspect_location(spec)) / "unet", use_safetensors=True,
+    def load_fine_tuned(self, base: str, location: str):
+        """A black-box pipeline: the base with a fine-tuned UNet (saved by ``fine_tuned_unet``) swapped in."""
+        pipe = self.load(self.base_location(base))
+        unet = UNet2DConditionModel.from_pretrained(Path(location) / "unet", use_safetensors=True,
                                                     torch_dtype=getattr(torch, self.p.dtype))
         pipe.unet = unet.to(self.p.device)
         return pipe
+
+    def load_suspect(self, spec: SuspectSpec):
+        """The suspect as a black-box pipeline: its base with the fine-tuned UNet swapped in."""
+        return self.load_fine_tuned(spec.base, self.suspect_location(spec))
 
     def build_suspects(self, specs: list[SuspectSpec], n_jobs: int | None = None) -> list[str]:
         """Build every suspect, fanning out over ``n_jobs`` worker processes (1 = in this process)."""
@@ -326,9 +341,13 @@ class Zoo:
         fan_out(self, method, items, n_jobs, desc)
 
     # ---- instance-level attribution ------------------------------------------------------------
+    def public_split(self) -> tuple[str, str]:
+        """(domain, split) of images anyone has: the generic pre-training set at CPU scale, else a real pool."""
+        return ("generic", "private") if not self.p.is_paper_scale else (self.p.base_source_domain, "real")
+
     def _descriptor_config(self) -> dict:
         p = self.p
-        domain, split = ("generic", "private") if not p.is_paper_scale else (p.base_source_domain, "real")
+        domain, split = self.public_split()
         return {"kind": "descriptor", "v": CODE_VERSION["descriptor"], "steps": p.descriptor_steps, "seed": p.seed,
                 "data": config_hash(self._dataset_config(domain, split)), "domain": domain, "split": split}
 

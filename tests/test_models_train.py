@@ -76,3 +76,17 @@ def test_resumed_training_matches_uninterrupted(tiny_data, tmp_path):
     resumed = train_denoiser(resumed_pipe, tiny_data, **kwargs, checkpoint_dir=tmp_path, checkpoint_every=3)
     assert len(resumed) == 6
     np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6)
+
+
+def test_two_runs_of_one_training_share_a_checkpoint_folder(tmp_path):
+    """Two notebooks building the same artifact save the same step: the second save must not fail."""
+    from provlib.train import _latest_checkpoint, _save_checkpoint
+
+    module = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(module.parameters())
+    _save_checkpoint(tmp_path, 3, {"unet": module}, optimizer, [0.5, 0.4, 0.3])
+    _save_checkpoint(tmp_path, 3, {"unet": module}, optimizer, [0.5, 0.4, 0.3])  # the other run, same step
+    (tmp_path / ".tmp-step-2-deadbeef").mkdir()  # left by a run killed mid-save
+    _save_checkpoint(tmp_path, 6, {"unet": module}, optimizer, [0.5] * 6)
+    assert _latest_checkpoint(tmp_path).name == "step-6"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-6"]
