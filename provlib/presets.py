@@ -99,6 +99,37 @@ class Preset:
     tp_classifier_epochs: int = 20
     tp_alpha: float = 0.05              # significance level of the one-sided test
 
+    # Watermarks (notebook 06): Baseline 1 of the attribution paper and dataset watermarking with leak tracing
+    wm_bits: int = 32                   # message length (the attribution paper's Baseline 1: 32 bits)
+    wm_schemes: tuple = ("dwtdct", "pattern")
+    wm_dwtdct_step: float = 36.0        # QIM step of the DWT-DCT scheme (invisible-watermark's default scale)
+    wm_pattern_strength: float = 2.0    # spread-spectrum mark amplitude, RMS per pixel value in 0-255 units
+    wm_pattern_band: tuple = (1.0, 6.0)  # its frequency band, cycles per image
+    wm_pattern_host_rejection: float = 1.0  # share of the image's own pattern projection removed (ISS)
+    # the pattern scheme's subspace (0: the whole band): of the `wm_pattern_transmitted` band directions the base's VAE
+    # passes best, the `wm_pattern_subspace` least used by image content. Chosen on the owner's side only (public and
+    # owner images through the VAE): PSNR 35-37 dB, and a mark read from 4 round-tripped images per prompt
+    wm_pattern_transmitted: int = 128
+    wm_pattern_subspace: int = 64
+    wm_subspace_probe_images: int = 48  # public images the VAE's response is measured on
+    wm_subspace_images: int = 512       # public images the content's energy is measured on
+    wm_baseline_scheme: str = "pattern"  # the scheme the source stamps into every generation (Baseline 1)
+    wm_statistic: str = "soft"          # "soft" (matched filter, sign-randomization test) or "bits" (binomial on bits)
+    wm_alpha: float = 0.01              # level of the model-level test (both statistics are exact, see watermark_detect)
+    wm_key_alpha: float = 0.05          # per-prompt level behind Baseline 1's conf
+    wm_domain: str = "scenes"           # the licensed dataset: a draw of this domain's real pool
+    wm_dataset_size: int = 128
+    wm_fractions: tuple = (0.01, 0.02, 0.05, 0.1, 1.0)  # share r of the licensed copy that is marked
+    wm_strategies: tuple = ("image", "trigger")
+    wm_licensees: int = 4               # K copies, each with its own message (and trigger)
+    wm_models_per_setting: int = 4      # fine-tunes per (scheme, strategy, r), licensees in turn, bases alternating
+    wm_clean_models: int = 8            # fine-tunes of the unmarked dataset: the false-positive population
+    wm_query_prompts: int = 32          # prompts the defender sends a fine-tuned model per prompt set
+    wm_query_images: int = 2            # images per prompt
+    wm_robustness: tuple = ("jpeg:75", "resize:0.5", "crop:0.8", "noise:8")  # applied to generations and datasets
+    wm_laundering_fraction: float = 0.1  # r of the copies a licensee transforms before fine-tuning
+    wm_triggers: tuple = ()             # one trigger word per licensee; empty: words the domain's captions never use
+
     def __post_init__(self):
         _validate(self)
 
@@ -141,7 +172,9 @@ def _validate(p: Preset) -> None:
                  "key_candidates", "probe_seeds", "key_count", "query_images", "descriptor_steps",
                  "cv_repeats", "bootstrap_resamples", "learning_curve_repeats", "tp_resolution", "tp_generator_images",
                  "tp_generator_steps", "tp_pool_per_class", "tp_train_per_class", "tp_test_per_class",
-                 "tp_suspect_seeds", "tp_classifier_epochs"):
+                 "tp_suspect_seeds", "tp_classifier_epochs", "wm_bits", "wm_dataset_size", "wm_licensees",
+                 "wm_models_per_setting", "wm_clean_models", "wm_query_prompts", "wm_query_images",
+                 "wm_subspace_probe_images", "wm_subspace_images", "wm_pattern_transmitted"):
         value = getattr(p, name)
         need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive integer", value)
     need(p.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'", p.device)
@@ -179,6 +212,47 @@ def _validate(p: Preset) -> None:
     need(p.tp_train_per_class <= p.tp_pool_per_class, "tp_train_per_class",
          f"at most tp_pool_per_class={p.tp_pool_per_class}", p.tp_train_per_class)
     need(p.device == "cuda" or p.dtype == "float32", "dtype", "'float32' on the CPU (fp16 needs device='cuda')", p.dtype)
+    _validate_watermarks(p, need)
+
+
+def _validate_watermarks(p: Preset, need) -> None:
+    from .transforms import parse_transform
+    from .watermark import SCHEMES
+
+    need(len(p.wm_schemes) >= 1 and set(p.wm_schemes) <= set(SCHEMES), "wm_schemes", f"a non-empty subset of {SCHEMES}",
+         p.wm_schemes)
+    need(p.wm_statistic in ("soft", "bits"), "wm_statistic", "'soft' or 'bits'", p.wm_statistic)
+    need(p.wm_baseline_scheme in SCHEMES, "wm_baseline_scheme", f"one of {SCHEMES}", p.wm_baseline_scheme)
+    need(len(p.wm_strategies) >= 1 and set(p.wm_strategies) <= {"image", "trigger"}, "wm_strategies",
+         "a non-empty subset of ('image', 'trigger')", p.wm_strategies)
+    need(len(p.wm_fractions) >= 1 and all(isinstance(r, (int, float)) and 0.0 < r <= 1.0 for r in p.wm_fractions),
+         "wm_fractions", "a non-empty list of marked shares in (0, 1]", p.wm_fractions)
+    need(0.0 < p.wm_laundering_fraction <= 1.0, "wm_laundering_fraction", "a marked share in (0, 1]", p.wm_laundering_fraction)
+    need(p.wm_licensees >= 2, "wm_licensees", "at least 2 licensees (leak tracing chooses among them)", p.wm_licensees)
+    need(p.wm_clean_models >= 2, "wm_clean_models", "at least 2 clean fine-tunes", p.wm_clean_models)
+    need(p.wm_dataset_size <= p.n_real, "wm_dataset_size", f"at most n_real={p.n_real} (drawn from the real pool)",
+         p.wm_dataset_size)
+    need(p.wm_query_prompts <= p.wm_dataset_size, "wm_query_prompts", f"at most wm_dataset_size={p.wm_dataset_size}",
+         p.wm_query_prompts)
+    need(p.wm_domain in p.dataset_dirs or p.wm_domain in ("faces", "scenes", "generic"), "wm_domain",
+         "'faces', 'scenes' or a domain with a dataset folder", p.wm_domain)
+    for level in ("wm_alpha", "wm_key_alpha"):
+        need(0.0 < getattr(p, level) < 1.0, level, "a significance level strictly between 0 and 1", getattr(p, level))
+    need(0.0 <= p.wm_pattern_host_rejection <= 1.0, "wm_pattern_host_rejection", "a share in [0, 1]",
+         p.wm_pattern_host_rejection)
+    need(isinstance(p.wm_pattern_subspace, int) and (p.wm_pattern_subspace == 0 or
+                                                     p.wm_bits <= p.wm_pattern_subspace <= p.wm_pattern_transmitted),
+         "wm_pattern_subspace", f"0 (the whole band) or between wm_bits={p.wm_bits} and wm_pattern_transmitted="
+         f"{p.wm_pattern_transmitted} directions", p.wm_pattern_subspace)
+    need(p.wm_pattern_strength > 0, "wm_pattern_strength", "a positive RMS in 0-255 pixel units", p.wm_pattern_strength)
+    need(p.wm_dwtdct_step > 0, "wm_dwtdct_step", "a positive quantization step", p.wm_dwtdct_step)
+    need(len(p.wm_pattern_band) == 2 and 0 < p.wm_pattern_band[0] < p.wm_pattern_band[1], "wm_pattern_band",
+         "(low, high) cycles per image with 0 < low < high", p.wm_pattern_band)
+    need(not p.wm_triggers or (len(p.wm_triggers) >= p.wm_licensees and len(set(p.wm_triggers)) == len(p.wm_triggers)
+                               and all(isinstance(t, str) and t and " " not in t for t in p.wm_triggers)),
+         "wm_triggers", f"empty, or at least wm_licensees={p.wm_licensees} distinct single words", p.wm_triggers)
+    for spec in p.wm_robustness:
+        parse_transform(spec, "wm_robustness")
 
 
 PRESETS = {
@@ -191,6 +265,9 @@ PRESETS = {
         cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
         tp_generator_images=96, tp_generator_steps=6, tp_pool_per_class=6, tp_train_per_class=4,
         tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
+        wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
+        wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"), wm_laundering_fraction=0.25,
+        wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
     "cpu": Preset(name="cpu"),
     "sd": Preset(
@@ -209,6 +286,12 @@ PRESETS = {
         tp_classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         tp_pool_per_class=1000, tp_train_per_class=1000, tp_test_per_class=100, tp_suspect_seeds=3,
         tp_classifier_epochs=30,
+        # dataset watermarking: 500 licensed CC3M images (the suspects' size); every fine-tune is 3000 steps at 512 px,
+        # so the default plan is 2 x 2 x 2 x 2 marked + 2 laundered + 4 clean = 22 fine-tunes (widen it at will)
+        wm_dataset_size=500, wm_fractions=(0.02, 0.1), wm_models_per_setting=2, wm_clean_models=4,
+        wm_robustness=("jpeg:75",),
+        # SD's VAE keeps low frequencies at 512 px, and a fitted subspace at 512 px would not fit in memory: whole band
+        wm_pattern_subspace=0,
     ),
 }
 

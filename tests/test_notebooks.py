@@ -21,6 +21,13 @@ CONTRACTS = {
     "trainprove_verification": {"defender", "suspect_source", "n_suspects", "verified_fraction"},
     "trainprove_verdicts": {"model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
     "trainprove_by_test_size": {"n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"},
+    "dataset_watermark_detection": {"scheme", "strategy", "fraction", "tpr", "fpr", "n_models"},
+    "leak_tracing": {"scheme", "strategy", "accuracy", "n_models"},
+    "baseline1_watermark": {"model_id", "source", "rho", "split", "n_keys", "conf", "matches", "p_value", "detected"},
+    "instance_conf_with_watermark": {"method", "rho", "mean_conf", "n_models", "queries"},
+    "watermark_robustness": {"scheme", "strategy", "fraction", "transform", "applied_to", "tpr", "fpr"},
+    "watermark_quality": {"scheme", "psnr_db", "ssim"},
+    "watermark_scheme_survival": {"scheme", "stage", "image_bit_accuracy", "pooled_matches"},
 }
 
 
@@ -48,7 +55,9 @@ def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
     for expected in ("01_memorization.png", "01_memorization.pdf", "02_suspect_losses.png", "02_suspect_preview.png",
                      "03_key_distance_histograms.png", "03_conf_vs_delta0.png", "04_conf_vs_rho.png", "04_conf_vs_n.png",
                      "05_roc.png", "05_accuracy_vs_rho.png", "05_source_confusion.png", "07_generator_samples.png",
-                     "07_accuracy_profile.png", "07_verification_matrix.png", "07_pvalues_and_gap.png", "07_test_size.png"):
+                     "07_accuracy_profile.png", "07_verification_matrix.png", "07_pvalues_and_gap.png", "07_test_size.png",
+                     "06_marked_examples.png", "06_conf_vs_rho_three_methods.png", "06_detection_vs_fraction.png",
+                     "06_fine_tune_generations.png", "06_leak_tracing.png", "06_robustness.png"):
         assert expected in figures
     by_rho = pd.read_csv(results / "instance_conf_by_rho.csv")
     assert set(by_rho.method) >= {"strategy12", "random"} and 0.0 in set(by_rho.rho)
@@ -64,6 +73,15 @@ def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
     assert set(verification.defender) == {"sd14", "lcm", "pixart", "cascade"} and "real" in set(verification.suspect_source)
     assert verification.n_suspects.sum() == len(verdicts) and verification.verified_fraction.between(0, 1).all()
     assert verdicts.p_value.between(0, 1).all() and set(verdicts.trained_on_defender) == {True, False}
+    three = pd.read_csv(results / "instance_conf_with_watermark.csv")
+    assert set(three.method) == {"strategy12", "random", "watermark"} and three.mean_conf.between(0, 1).all()
+    detection = pd.read_csv(results / "dataset_watermark_detection.csv")
+    assert detection[["tpr", "fpr"]].stack().between(0, 1).all()
+    assert len(detection) == 2 * 2 * 2  # smoke: 2 schemes x 2 strategies x 2 fractions
+    tracing = pd.read_csv(results / "leak_tracing.csv")
+    assert tracing.n_models.sum() == 2 * 2 * 2 * 2 and tracing.accuracy.between(0, 1).all()
+    robustness = pd.read_csv(results / "watermark_robustness.csv")
+    assert set(robustness["transform"]) == {"none", "jpeg:75", "noise:8"} and "dataset before fine-tuning" in set(robustness.applied_to)
     delta0 = pd.read_csv(results / "delta0.csv")
     assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
 

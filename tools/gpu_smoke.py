@@ -2,7 +2,8 @@
 
 Tiny pipelines trained here for a few steps stand in for the user's Stable Diffusion folders, so the `sd`
 preset's machinery runs end to end: fp16 loading through diffusers, batched CUDA generation, fp16 mixed-precision
-fine-tuning (the attribution suspects' recipe) and TrainProVe's generators, classifiers and test. It checks
+fine-tuning (the attribution suspects' recipe), TrainProVe's generators, classifiers and test, and the watermark
+path (a mark through a base's fp16 VAE, detection). It checks
 plumbing and measures speed; the numbers it prints say nothing about attribution quality.
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from provlib.train import train_denoiser  # noqa: E402
 from provlib.trainprove import verify  # noqa: E402
 from provlib.classifier import predict  # noqa: E402
 from provlib.trainprove_zoo import REAL, TrainProVeZoo, attribute_weights, render_objects  # noqa: E402
+from provlib.watermark_detect import detect  # noqa: E402
+from provlib.watermark_zoo import WatermarkZoo  # noqa: E402
 
 
 def main() -> None:
@@ -73,6 +76,19 @@ def main() -> None:
     torch.cuda.synchronize()
     assert out.images.shape == (64, 32, 32, 3) and np.isfinite(out.images).all()
     print(f"fp16 generation: 64 images x 50 steps in {time.time() - t:.2f} s")
+
+    # 4. the watermark path: stamp, round trip through a base's fp16 VAE on CUDA, detect with the binomial test
+    wm = WatermarkZoo(load_preset("sd", dataset_dirs={"faces": str(real_dir), "scenes": str(real_dir)},
+                                  base_checkpoints={"v1": checkpoints["sd14"], "v2": checkpoints["lcm"]}),
+                      work / "sd-cache", show_progress=False)
+    scheme = wm.scheme("pattern").calibrated(data.images)
+    message = wm.message("gpu-smoke")
+    t = time.time()
+    after_vae = wm.vae_round_trip(scheme.encode(data.images, message), "v1")
+    found = detect(scheme, after_vae, message, alpha=0.01)
+    assert after_vae.shape == data.images.shape and after_vae.dtype == np.uint8
+    print(f"watermark through the fp16 VAE: {found.matches}/{found.n_bits} bits, p={found.p_value:.2g} "
+          f"({time.time() - t:.2f} s; the stand-in VAE is barely trained, so this checks plumbing only)")
     print(f"gpu smoke passed in {time.time() - t0:.0f} s on {torch.cuda.get_device_name()}")
 
 
