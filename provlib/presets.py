@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from .errors import ParameterError
+from .scenes import SIZES
 
 
 @dataclass(frozen=True)
@@ -207,8 +208,7 @@ def _validate(p: Preset) -> None:
          "a prompt with one '{}' where the class name goes", p.tp_prompt_template)
     need(0.0 < p.tp_alpha < 1.0, "tp_alpha", "a significance level strictly between 0 and 1", p.tp_alpha)
     need(p.tp_draw_concentration > 0, "tp_draw_concentration", "a positive number", p.tp_draw_concentration)
-    need(len(p.tp_sizes) >= 1 and set(p.tp_sizes) <= {"small", "big"}, "tp_sizes", "a non-empty subset of ('small', 'big')",
-         p.tp_sizes)
+    need(len(p.tp_sizes) >= 1 and set(p.tp_sizes) <= set(SIZES), "tp_sizes", f"a non-empty subset of {SIZES}", p.tp_sizes)
     need(p.tp_train_per_class <= p.tp_pool_per_class, "tp_train_per_class",
          f"at most tp_pool_per_class={p.tp_pool_per_class}", p.tp_train_per_class)
     need(p.device == "cuda" or p.dtype == "float32", "dtype", "'float32' on the CPU (fp16 needs device='cuda')", p.dtype)
@@ -218,10 +218,11 @@ def _validate(p: Preset) -> None:
 def _validate_watermarks(p: Preset, need) -> None:
     from .transforms import parse_transform
     from .watermark import SCHEMES
+    from .watermark_detect import STATISTICS
 
     need(len(p.wm_schemes) >= 1 and set(p.wm_schemes) <= set(SCHEMES), "wm_schemes", f"a non-empty subset of {SCHEMES}",
          p.wm_schemes)
-    need(p.wm_statistic in ("soft", "bits"), "wm_statistic", "'soft' or 'bits'", p.wm_statistic)
+    need(p.wm_statistic in STATISTICS, "wm_statistic", f"one of {STATISTICS}", p.wm_statistic)
     need(p.wm_baseline_scheme in SCHEMES, "wm_baseline_scheme", f"one of {SCHEMES}", p.wm_baseline_scheme)
     need(len(p.wm_strategies) >= 1 and set(p.wm_strategies) <= {"image", "trigger"}, "wm_strategies",
          "a non-empty subset of ('image', 'trigger')", p.wm_strategies)

@@ -203,15 +203,18 @@ class DwtDctScheme(WatermarkScheme):
         return {**super().describe(), "step": self.step, "block": self.block, "coefficient": str(self.coefficient)}
 
 
+def _band_mask(height: int, width: int, band: tuple) -> np.ndarray:
+    """bool [H, W//2 + 1]: the rfft2 frequencies whose radius lies inside ``band`` cycles per image."""
+    radius = np.hypot((np.fft.fftfreq(height) * height)[:, None], (np.fft.rfftfreq(width) * width)[None, :])
+    return (radius >= band[0]) & (radius <= band[1])
+
+
 @lru_cache(maxsize=8)
 def band_basis(height: int, width: int, band: tuple) -> np.ndarray:
     """Orthonormal [d, H*W*3] basis of the RGB images whose spectrum lies inside ``band`` cycles per image."""
-    fy = np.fft.fftfreq(height) * height
-    fx = np.fft.rfftfreq(width) * width
-    inside = np.argwhere((np.hypot(fy[:, None], fx[None, :]) >= band[0]) & (np.hypot(fy[:, None], fx[None, :]) <= band[1]))
     vectors = []
     for channel in range(3):
-        for i, j in inside:
+        for i, j in np.argwhere(_band_mask(height, width, band)):
             for part in (1.0, 1.0j):  # cosine and sine of each frequency
                 spectrum = np.zeros((3, height, width // 2 + 1), complex)
                 spectrum[channel, i, j] = part
@@ -224,9 +227,7 @@ def band_basis(height: int, width: int, band: tuple) -> np.ndarray:
 
 def _random_band_images(rng, n: int, height: int, width: int, band: tuple) -> np.ndarray:
     """[n, H*W*3] images with Gaussian spectra inside ``band`` (a random draw from the band, without its basis)."""
-    fy = np.fft.fftfreq(height) * height
-    fx = np.fft.rfftfreq(width) * width
-    inside = (np.hypot(fy[:, None], fx[None, :]) >= band[0]) & (np.hypot(fy[:, None], fx[None, :]) <= band[1])
+    inside = _band_mask(height, width, band)
     if inside.sum() * 3 < n:
         raise ParameterError("band", f"a frequency band with room for {n} patterns at {height}x{width}", band)
     shape = (n, 3) + inside.shape
@@ -262,12 +263,12 @@ def fit_transmitted_subspace(round_trip, probe_images: np.ndarray, content_image
     for k, direction in enumerate(basis):
         moved = np.asarray(round_trip(probe_images + probe * direction.reshape(h, w, 3)), dtype=np.float64)
         response[:, k] = basis @ ((moved - base).reshape(len(probe_images), -1).mean(0) / probe)
-    gains, vectors = np.linalg.eigh((response + response.T) / 2)
+    symmetric = (response + response.T) / 2
+    gains, vectors = np.linalg.eigh(symmetric)
     kept = (basis.T @ vectors[:, np.argsort(gains)[::-1][:transmitted]]).T       # [transmitted, D]
     content = np.asarray(round_trip(content_images), dtype=np.float64).reshape(len(content_images), -1) @ kept.T
     energy, rotation = np.linalg.eigh(content.T @ content / len(content))        # ascending: quietest first
     subspace = np.ascontiguousarray((kept.T @ rotation[:, :dims]).T)
-    symmetric = (response + response.T) / 2
     coordinates = subspace @ basis.T                                               # [dims, band]
     through = np.einsum("ij,jk,ik->i", coordinates, symmetric, coordinates)
     return subspace, through, np.sqrt(np.clip(energy[:dims], 0, None))

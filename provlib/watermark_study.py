@@ -53,7 +53,8 @@ def scheme_survival(zoo: WatermarkZoo, images: np.ndarray, owner: str = "surviva
 # ---- Baseline 1 -----------------------------------------------------------------------------------------
 def baseline1_table(zoo: WatermarkZoo, specs, n_values: list[int]) -> pd.DataFrame:
     """One row per (suspect, N): conf (share of the N prompts whose k answers carry the source's message at
-    ``wm_key_alpha``) and the model-level binomial test on all N x k answers."""
+    ``wm_key_alpha``) and the model-level test (``wm_statistic``, at ``wm_alpha``) on all N x k answers, with the
+    binomial test on the bits alongside."""
     p = zoo.p
     schemes = {}
     rows = []
@@ -108,13 +109,17 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     return table
 
 
+def _clean_tests(detections: pd.DataFrame, scheme: str, strategy: str) -> pd.DataFrame:
+    """The false-positive tests of a (scheme, strategy): every clean fine-tune against every licensee's mark."""
+    return detections[~detections.marked & (detections.scheme == scheme) & (detections.strategy == strategy)]
+
+
 def detection_summary(detections: pd.DataFrame) -> pd.DataFrame:
     """TPR per (scheme, strategy, r) on the models' own marks; FPR per (scheme, strategy) on the clean fine-tunes."""
     rows = []
-    clean = detections[~detections.marked]
     own = detections[detections.own_mark & (detections.laundering == "none")]  # laundered copies: see ``laundering_summary``
     for (scheme, strategy, fraction), group in own.groupby(["scheme", "strategy", "fraction"]):
-        negatives = clean[(clean.scheme == scheme) & (clean.strategy == strategy)]
+        negatives = _clean_tests(detections, scheme, strategy)
         tpr = rate_with_ci(int(group.detected.sum()), len(group))
         fpr = rate_with_ci(int(negatives.detected.sum()), len(negatives))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "tpr": tpr["rate"],
@@ -134,9 +139,8 @@ def laundering_summary(detections: pd.DataFrame) -> pd.DataFrame:
     """TPR of the models fine-tuned on copies the licensee transformed first, per transform (FPR: clean fine-tunes)."""
     rows = []
     laundered = detections[detections.own_mark & (detections.laundering != "none")]
-    clean = detections[~detections.marked]
     for (scheme, strategy, fraction, laundering), group in laundered.groupby(["scheme", "strategy", "fraction", "laundering"]):
-        negatives = clean[(clean.scheme == scheme) & (clean.strategy == strategy)]
+        negatives = _clean_tests(detections, scheme, strategy)
         tpr = rate_with_ci(int(group.detected.sum()), len(group))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "transform": laundering,
                      "applied_to": "dataset before fine-tuning", "tpr": tpr["rate"], "tpr_lo": tpr["lo"], "tpr_hi": tpr["hi"],
