@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	touch $@
 
 workbook: env
-	$(PY) -m provlib.run_notebooks --preset $(PRESET)
+	$(PY) -m provlib run --preset $(PRESET)
 
 test: env
 	$(PY) -m pytest

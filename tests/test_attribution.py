@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from provlib import attribution, keys
-from provlib.attribution_study import calibrate, conf_by_rho, model_confs
-from provlib.descriptor import CopyDescriptor, augment, embed, nt_xent
-from provlib.distance import EmbeddingSpace, PixelSpace, pairwise_distance
-from provlib.errors import ParameterError
-from provlib.keys import CandidateProbe, KeySet
-from provlib.zoo import SuspectSpec
+from provlib.attribution import instance as attribution
+from provlib.attribution import keys
+from provlib.attribution.calibration import calibrate, conf_by_rho, model_confs
+from provlib.attribution.descriptor import CopyDescriptor, augment, embed, nt_xent
+from provlib.attribution.distance import EmbeddingSpace, PixelSpace, pairwise_distance
+from provlib.attribution.keys import CandidateProbe, KeySet
+from provlib.core.errors import ParameterError
+from provlib.core.suspects import SuspectSpec
 
 
 def random_images(n, seed, side=32):

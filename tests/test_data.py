@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from provlib import data, scenes
-from provlib.errors import ParameterError
+from provlib.core import data, scenes
+from provlib.core.errors import ParameterError
 
 
 def test_procedural_domains_are_deterministic_and_splits_disjoint():

@@ -3,12 +3,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provlib import discriminator_study
-from provlib.discriminator import (Discriminator, DiscriminatorConfig, cross_validate, feature_vector, name_source,
-                                   per_key_distances)
-from provlib.distance import PixelSpace
-from provlib.errors import ParameterError
-from provlib.metrics import bootstrap_report, detection_report, tpr_at_fpr
+from provlib.attribution import statistical as discriminator_study
+from provlib.attribution.discriminator import (
+    Discriminator,
+    DiscriminatorConfig,
+    cross_validate,
+    feature_vector,
+    name_source,
+    per_key_distances,
+)
+from provlib.attribution.distance import PixelSpace
+from provlib.attribution.metrics import bootstrap_report, detection_report, tpr_at_fpr
+from provlib.core.errors import ParameterError
 
 
 def test_tpr_at_fpr_reads_and_interpolates_the_roc_curve():

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from provlib import data, models, scenes
-from provlib.errors import ParameterError
-from provlib.generate import generate
+from provlib.core import data, models, scenes
+from provlib.core.errors import ParameterError
+from provlib.core.generate import generate
+from provlib.core.train import train_denoiser
 from provlib.presets import load_preset
-from provlib.train import train_denoiser
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_sd_loading_path_round_trips_a_saved_pipeline(tiny_pipe, tmp_path):
     assert list((tmp_path / "pipe" / "unet").glob("*.safetensors")), "weights must be safetensors"
     assert not list((tmp_path / "pipe").rglob("*.bin")) and not list((tmp_path / "pipe").rglob("*.pt"))
     sd = load_preset("sd", dataset_dirs={"faces": "/f", "scenes": "/s"}, base_checkpoints={"v1": str(tmp_path / "pipe"), "v2": "x/y"})
-    loaded = models.load_pipeline(sd.base_checkpoints["v1"], device="cpu", dtype="float32", allow_download=sd.allow_download)
+    loaded = models.load_pipeline(sd.models.base_checkpoints["v1"], device="cpu", dtype="float32", allow_download=sd.models.allow_download)
     kwargs = dict(seed=5, num_inference_steps=3, show_progress=False)
     a = generate(tiny_pipe, ["a serious face with gray hair"], **kwargs).images
     b = generate(loaded, ["a serious face with gray hair"], **kwargs).images
@@ -80,7 +80,7 @@ def test_resumed_training_matches_uninterrupted(tiny_data, tmp_path):
 
 def test_two_runs_of_one_training_share_a_checkpoint_folder(tmp_path):
     """Two notebooks building the same artifact save the same step: the second save must not fail."""
-    from provlib.train import _latest_checkpoint, _save_checkpoint
+    from provlib.core.train import _latest_checkpoint, _save_checkpoint
 
     module = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(module.parameters())

@@ -1,4 +1,9 @@
-"""Every notebook runs headless at the smoke preset and writes the tables other notebooks read."""
+"""Every notebook runs headless at the smoke preset, one test per notebook, each checked against pinned values.
+
+The smoke run is deterministic (fixed seeds, one process): the pins below are values of its tables, so a change
+that alters behaviour fails the notebook it touches, by name. Re-pin only for a change meant to alter results.
+Notebooks run in order in one shared results folder; a test selected alone runs the notebooks before it first.
+"""
 import os
 from pathlib import Path
 
@@ -6,33 +11,161 @@ import nbformat
 import pandas as pd
 import pytest
 
-from provlib import run_notebooks
+from provlib import cli
 
-NOTEBOOKS = run_notebooks.notebooks()
+NOTEBOOKS = cli.notebooks()
+NUMBERS = [nb.name[:2] for nb in NOTEBOOKS]
+PIN = dict(rel=1e-4, abs=1e-6)
+
 CONTRACTS = {
-    "suspect_manifest": {"model_id", "source", "rho", "seed", "split"},
-    "delta0": {"feature_space", "delta0"},
-    "instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
-    "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
-    "table1_discriminator": {"source", "accuracy", "auc", "tpr_at_10fpr", "tpr_at_1fpr", "n_test_models", "auc_lo", "auc_hi"},
-    "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
-    "discriminator_by_rho": {"rho", "accuracy", "auc"},
-    "source_attribution_confusion": {"true origin", "innocent"},
-    "trainprove_verification": {"defender", "suspect_source", "n_suspects", "verified_fraction"},
-    "trainprove_verdicts": {"model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
-    "trainprove_by_test_size": {"n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"},
-    "dataset_watermark_detection": {"scheme", "strategy", "fraction", "tpr", "fpr", "n_models"},
-    "leak_tracing": {"scheme", "strategy", "accuracy", "n_models"},
-    "baseline1_watermark": {"model_id", "source", "rho", "split", "n_keys", "conf", "matches", "p_value", "detected"},
-    "instance_conf_with_watermark": {"method", "rho", "mean_conf", "n_models", "queries"},
-    "watermark_robustness": {"scheme", "strategy", "fraction", "transform", "applied_to", "tpr", "fpr"},
-    "watermark_quality": {"scheme", "psnr_db", "ssim"},
-    "watermark_scheme_survival": {"scheme", "stage", "image_bit_accuracy", "pooled_matches"},
+    "01": {"source_models": {"source", "paper_analogue", "final_loss"}, "source_memorization": {"source", "group", "copy_rate"}},
+    "02": {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}},
+    "03": {"delta0": {"feature_space", "delta0"}, "delta0_table2": {"feature_space", "model", "mean"},
+           "key_samples": {"prompt", "source", "strategy", "feature_space"}},
+    "04": {"instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
+           "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"}},
+    "05": {"table1_discriminator": {"source", "accuracy", "auc", "tpr_at_10fpr", "tpr_at_1fpr", "n_test_models", "auc_lo", "auc_hi"},
+           "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
+           "discriminator_by_rho": {"rho", "accuracy", "auc"}, "source_attribution_confusion": {"true origin", "innocent"}},
+    "06": {"dataset_watermark_detection": {"scheme", "strategy", "fraction", "tpr", "fpr", "n_models"},
+           "leak_tracing": {"scheme", "strategy", "accuracy", "n_models"},
+           "baseline1_watermark": {"model_id", "source", "rho", "split", "n_keys", "conf", "matches", "p_value", "detected"},
+           "instance_conf_with_watermark": {"method", "rho", "mean_conf", "n_models", "queries"},
+           "watermark_robustness": {"scheme", "strategy", "fraction", "transform", "applied_to", "tpr", "fpr"},
+           "watermark_quality": {"scheme", "psnr_db", "ssim"},
+           "watermark_scheme_survival": {"scheme", "stage", "image_bit_accuracy", "pooled_matches"}},
+    "07": {"trainprove_verification": {"defender", "suspect_source", "n_suspects", "verified_fraction"},
+           "trainprove_verdicts": {"model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
+           "trainprove_by_test_size": {"n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"}},
+}
+FIGURES = {
+    "01": ["01_datasets", "01_memorization", "01_memorized_examples"],
+    "02": ["02_suspect_losses", "02_suspect_preview"],
+    "03": ["03_key_distance_histograms", "03_conf_vs_delta0"],
+    "04": ["04_conf_vs_rho", "04_conf_vs_n"],
+    "05": ["05_roc", "05_accuracy_vs_rho", "05_source_confusion"],
+    "06": ["06_marked_examples", "06_conf_vs_rho_three_methods", "06_detection_vs_fraction", "06_fine_tune_generations",
+           "06_leak_tracing", "06_robustness"],
+    "07": ["07_generator_samples", "07_accuracy_profile", "07_verification_matrix", "07_pvalues_and_gap", "07_test_size"],
 }
 
 
+def table(name: str) -> pd.DataFrame:
+    return pd.read_csv(Path(os.environ["PROVLIB_RESULTS_DIR"]) / f"{name}.csv")
+
+
+def pinned_01():
+    memorization = table("source_memorization")
+    return {"source models' final loss": table("source_models").final_loss.mean(),
+            "generations' nearest-training distance": memorization[memorization.group == "source generations"].mean_distance.mean()}
+
+
+def pinned_02():
+    manifest = table("suspect_manifest")
+    return {"suspects' final loss": manifest.final_loss.mean(), "generated training images": manifest.n_generated.sum()}
+
+
+def pinned_03():
+    chosen = table("delta0").query("selected").iloc[0]
+    return {"delta0": chosen.delta0, "shadow conf gap": chosen.shadow_conf_gap}
+
+
+def pinned_04():
+    by_rho = table("instance_conf_by_rho").query("selected and method == 'strategy12'")
+    return {"strategy 1+2 mean conf": by_rho.mean_conf.mean()}
+
+
+def pinned_05():
+    return {"Table 1 mean AUC": table("table1_discriminator").auc.mean(), "best shadow CV AUC": table("discriminator_cv").cv_auc.max()}
+
+
+def pinned_06():
+    return {"dataset watermark bit accuracy": table("dataset_watermark_detection").mean_image_bit_accuracy.mean(),
+            "Baseline 1 score": table("baseline1_watermark").score.mean()}
+
+
+def pinned_07():
+    return {"TrainProVe mean p-value": table("trainprove_verdicts").p_value.mean(),
+            "suspect accuracy": table("trainprove_accuracies").accuracy.mean()}
+
+
+EXPECTED = {
+    "01": {"source models' final loss": 0.685782, "generations' nearest-training distance": 0.134928},
+    "02": {"suspects' final loss": 0.641694, "generated training images": 288},
+    "03": {"delta0": 0.2425, "shadow conf gap": 0.208333},
+    "04": {"strategy 1+2 mean conf": 0.402778},
+    "05": {"Table 1 mean AUC": 0.25, "best shadow CV AUC": 0.916667},
+    "06": {"dataset watermark bit accuracy": 0.501953, "Baseline 1 score": 0.019427},
+    "07": {"TrainProVe mean p-value": 0.649612, "suspect accuracy": 0.167949},
+}
+PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07}
+
+
+def extra_checks_02():
+    manifest = table("suspect_manifest")
+    assert set(manifest.split) == {"shadow", "test"} and manifest.rho.min() == 0.0
+
+
+def extra_checks_03():
+    delta0 = table("delta0")
+    assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
+
+
+def extra_checks_04():
+    by_rho = table("instance_conf_by_rho")
+    assert set(by_rho.method) >= {"strategy12", "random"} and 0.0 in set(by_rho.rho)
+    assert (by_rho.queries == by_rho.n_keys * 2).all()  # smoke: k = 2 images per key prompt
+    assert by_rho.mean_conf.between(0, 1).all()
+
+
+def extra_checks_05():
+    manifest, table1 = table("suspect_manifest"), table("table1_discriminator")
+    assert sorted(table1.source) == sorted(manifest.source.unique())
+    assert table1.auc.between(0, 1).all() and (table1.auc_lo <= table1.auc_hi).all()
+    confusion = table("source_attribution_confusion").set_index("true origin")
+    assert confusion.to_numpy().sum() == (manifest.split == "test").sum()
+
+
+def extra_checks_06():
+    three = table("instance_conf_with_watermark")
+    assert set(three.method) == {"strategy12", "random", "watermark"} and three.mean_conf.between(0, 1).all()
+    detection = table("dataset_watermark_detection")
+    assert detection[["tpr", "fpr"]].stack().between(0, 1).all()
+    assert len(detection) == 2 * 2 * 2  # smoke: 2 schemes x 2 strategies x 2 fractions
+    tracing = table("leak_tracing")
+    assert tracing.n_models.sum() == 2 * 2 * 2 * 2 and tracing.accuracy.between(0, 1).all()
+    robustness = table("watermark_robustness")
+    assert set(robustness["transform"]) == {"none", "jpeg:75", "noise:8"}
+    assert "dataset before fine-tuning" in set(robustness.applied_to)
+
+
+def extra_checks_07():
+    verification, verdicts = table("trainprove_verification"), table("trainprove_verdicts")
+    assert set(verification.defender) == {"sd14", "lcm", "pixart", "cascade"} and "real" in set(verification.suspect_source)
+    assert verification.n_suspects.sum() == len(verdicts) and verification.verified_fraction.between(0, 1).all()
+    assert verdicts.p_value.between(0, 1).all() and set(verdicts.trained_on_defender) == {True, False}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, smoke_cache):
+    """One results/figures folder for the whole module, and the notebooks already run into it."""
+    root = tmp_path_factory.mktemp("smoke-run")
+    return {"env": {"PROVLIB_RESULTS_DIR": str(root / "results"), "PROVLIB_FIGURES_DIR": str(root / "figures"),
+                    "PROVLIB_CACHE_DIR": str(smoke_cache)}, "executed": root / "executed", "done": []}
+
+
+def run_through(number: str, smoke_run, monkeypatch) -> None:
+    for key, value in smoke_run["env"].items():
+        monkeypatch.setenv(key, value)
+    for earlier in NUMBERS[:NUMBERS.index(number) + 1]:
+        if earlier not in smoke_run["done"]:
+            ran = cli.run("smoke", only=[earlier], output_dir=smoke_run["executed"], log=False)
+            assert list(ran.notebook) == [nb.name for nb in NOTEBOOKS if nb.name.startswith(earlier)]
+            smoke_run["done"].append(earlier)
+
+
 def test_notebooks_exist_and_have_one_parameters_cell():
-    assert [nb.name[:2] for nb in NOTEBOOKS][:2] == ["01", "02"]
+    assert NUMBERS == sorted(PINNED), "every notebook needs a smoke test with pinned values"
     for nb in NOTEBOOKS:
         cells = nbformat.read(nb, as_version=4).cells
         tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
@@ -41,49 +174,20 @@ def test_notebooks_exist_and_have_one_parameters_cell():
         assert all(not c.get("outputs") for c in cells if c.cell_type == "code"), f"{nb.name}: commit notebooks without outputs"
 
 
-def test_all_notebooks_run_at_smoke_preset(tmp_path, smoke_cache, monkeypatch):
-    monkeypatch.setenv("PROVLIB_CACHE_DIR", str(smoke_cache))
-    table = run_notebooks.run("smoke", output_dir=tmp_path / "executed", log=False)
-    assert list(table.notebook) == [nb.name for nb in NOTEBOOKS]
-    results = Path(os.environ["PROVLIB_RESULTS_DIR"])
-    for name, columns in CONTRACTS.items():
-        df = pd.read_csv(results / f"{name}.csv")
-        assert columns <= set(df.columns), f"{name}.csv misses {columns - set(df.columns)}"
-    manifest = pd.read_csv(results / "suspect_manifest.csv")
-    assert set(manifest.split) == {"shadow", "test"} and manifest.rho.min() == 0.0
+@pytest.mark.parametrize("number", sorted(PINNED))
+def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_run, monkeypatch):
+    run_through(number, smoke_run, monkeypatch)
+    for name, columns in CONTRACTS[number].items():
+        assert columns <= set(table(name).columns), f"{name}.csv misses {columns - set(table(name).columns)}"
     figures = {p.name for p in Path(os.environ["PROVLIB_FIGURES_DIR"]).iterdir()}
-    for expected in ("01_memorization.png", "01_memorization.pdf", "02_suspect_losses.png", "02_suspect_preview.png",
-                     "03_key_distance_histograms.png", "03_conf_vs_delta0.png", "04_conf_vs_rho.png", "04_conf_vs_n.png",
-                     "05_roc.png", "05_accuracy_vs_rho.png", "05_source_confusion.png", "07_generator_samples.png",
-                     "07_accuracy_profile.png", "07_verification_matrix.png", "07_pvalues_and_gap.png", "07_test_size.png",
-                     "06_marked_examples.png", "06_conf_vs_rho_three_methods.png", "06_detection_vs_fraction.png",
-                     "06_fine_tune_generations.png", "06_leak_tracing.png", "06_robustness.png"):
-        assert expected in figures
-    by_rho = pd.read_csv(results / "instance_conf_by_rho.csv")
-    assert set(by_rho.method) >= {"strategy12", "random"} and 0.0 in set(by_rho.rho)
-    assert (by_rho.queries == by_rho.n_keys * 2).all()  # smoke: k = 2 images per key prompt
-    assert by_rho.mean_conf.between(0, 1).all()
-    table1 = pd.read_csv(results / "table1_discriminator.csv")
-    assert sorted(table1.source) == sorted(manifest.source.unique())
-    assert table1.auc.between(0, 1).all() and (table1.auc_lo <= table1.auc_hi).all()
-    confusion = pd.read_csv(results / "source_attribution_confusion.csv").set_index("true origin")
-    assert confusion.to_numpy().sum() == (manifest.split == "test").sum()
-    verification = pd.read_csv(results / "trainprove_verification.csv")
-    verdicts = pd.read_csv(results / "trainprove_verdicts.csv")
-    assert set(verification.defender) == {"sd14", "lcm", "pixart", "cascade"} and "real" in set(verification.suspect_source)
-    assert verification.n_suspects.sum() == len(verdicts) and verification.verified_fraction.between(0, 1).all()
-    assert verdicts.p_value.between(0, 1).all() and set(verdicts.trained_on_defender) == {True, False}
-    three = pd.read_csv(results / "instance_conf_with_watermark.csv")
-    assert set(three.method) == {"strategy12", "random", "watermark"} and three.mean_conf.between(0, 1).all()
-    detection = pd.read_csv(results / "dataset_watermark_detection.csv")
-    assert detection[["tpr", "fpr"]].stack().between(0, 1).all()
-    assert len(detection) == 2 * 2 * 2  # smoke: 2 schemes x 2 strategies x 2 fractions
-    tracing = pd.read_csv(results / "leak_tracing.csv")
-    assert tracing.n_models.sum() == 2 * 2 * 2 * 2 and tracing.accuracy.between(0, 1).all()
-    robustness = pd.read_csv(results / "watermark_robustness.csv")
-    assert set(robustness["transform"]) == {"none", "jpeg:75", "noise:8"} and "dataset before fine-tuning" in set(robustness.applied_to)
-    delta0 = pd.read_csv(results / "delta0.csv")
-    assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
+    for figure in FIGURES[number]:
+        assert {f"{figure}.png", f"{figure}.pdf"} <= figures, figure
+    extra = globals().get(f"extra_checks_{number}")
+    if extra:
+        extra()
+    measured = PINNED[number]()
+    for name, expected in EXPECTED[number].items():
+        assert measured[name] == pytest.approx(expected, **PIN), f"notebook {number}: {name}"
 
 
 def test_bad_preset_in_a_notebook_fails_with_the_parameter_name(tmp_path):

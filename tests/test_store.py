@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from provlib.store import MARKER, ArtifactStore, atomic_write_text
+from provlib.core.store import MARKER, ArtifactStore, atomic_write_text
 
 
 def test_builds_once_and_reuses(tmp_path):
@@ -47,7 +47,7 @@ def test_killed_writer_leaves_no_reusable_partial_artifact(tmp_path):
     """SIGKILL a process in the middle of writing an artifact: the next run must not reuse any of it."""
     script = textwrap.dedent(f"""
         import os, time
-        from provlib.store import ArtifactStore
+        from provlib.core.store import ArtifactStore
         def build(d):
             (d / "weights.bin").write_bytes(b"x" * 1000)
             print("writing", flush=True)

@@ -2,12 +2,28 @@
 import numpy as np
 import pytest
 
-from provlib.classifier import load_classifier, predict, save_classifier, train_classifier
-from provlib.errors import ParameterError
+from provlib.core.errors import ParameterError
 from provlib.presets import load_preset
-from provlib.trainprove import LabelledImages, class_prompts, provenance_test, verify
-from provlib.trainprove_zoo import (TrainProVeZoo, attribute_weights, load_generator, object_attributes,
-                                    real_folder_images, render_objects)
+from provlib.trainprove.classifier import (
+    load_classifier,
+    predict,
+    save_classifier,
+    train_classifier,
+)
+from provlib.trainprove.generators import (
+    attribute_weights,
+    load_generator,
+    object_attributes,
+    real_folder_images,
+    render_objects,
+)
+from provlib.trainprove.test import (
+    LabelledImages,
+    class_prompts,
+    provenance_test,
+    verify,
+)
+from provlib.trainprove.zoo import TrainProVeZoo
 
 
 def hits(n_correct: int, n: int = 100) -> np.ndarray:

@@ -2,13 +2,30 @@
 import numpy as np
 import pytest
 
-from provlib.data import procedural_domain
-from provlib.errors import ParameterError
-from provlib.transforms import apply_transform, parse_transform
-from provlib.watermark import (SCHEMES, DwtDctScheme, PatternScheme, band_basis, check_message,
-                               fit_transmitted_subspace, image_quality, make_scheme, message_hex, random_message)
-from provlib.watermark_detect import (binomial_p_value, detect, min_matches, prompt_p_values, sign_flip_p_values,
-                                      trace_leak, watermark_conf)
+from provlib.core.data import procedural_domain
+from provlib.core.errors import ParameterError
+from provlib.watermark.detect import (
+    binomial_p_value,
+    detect,
+    min_matches,
+    prompt_p_values,
+    sign_flip_p_values,
+    trace_leak,
+    watermark_conf,
+)
+from provlib.watermark.schemes import (
+    SCHEMES,
+    DwtDctScheme,
+    PatternScheme,
+    band_basis,
+    check_message,
+    fit_transmitted_subspace,
+    image_quality,
+    make_scheme,
+    message_hex,
+    random_message,
+)
+from provlib.watermark.transforms import apply_transform, parse_transform
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provlib.errors import ParameterError
+from provlib.core.errors import ParameterError
+from provlib.core.source import Source
+from provlib.core.store import config_hash
 from provlib.presets import load_preset
-from provlib.store import config_hash
-from provlib.watermark_zoo import CLEAN, PLAIN, MarkedSuspectSpec, WatermarkZoo
+from provlib.watermark.zoo import CLEAN, PLAIN, MarkedSuspectSpec, WatermarkZoo
 
 
 @pytest.fixture(scope="module")
@@ -15,15 +16,15 @@ def zoo(smoke_cache):
 
 
 def test_stamped_suspect_differs_from_its_twin_only_by_the_mark(zoo):
-    twin = next(s for s in zoo.suspect_specs() if s.rho == 1.0 and s.split == "test" and "-" in s.source)
-    stamped = next(s for s in zoo.baseline_specs() if s.model_id == f"{twin.model_id}_wm-{zoo.p.wm_baseline_scheme}")
+    twin = next(s for s in zoo.suspect_specs() if s.rho == 1.0 and s.split == "test" and Source.parse(s.source).is_fine_tuned)
+    stamped = next(s for s in zoo.baseline_specs() if s.model_id == f"{twin.model_id}_wm-{zoo.p.watermark.baseline_scheme}")
     assert isinstance(stamped, MarkedSuspectSpec) and (stamped.seed, stamped.base) == (twin.seed, twin.base)
     plain, marked = zoo.suspect_training_set(twin), zoo.suspect_training_set(stamped)
     assert plain.captions == marked.captions and plain.ids == marked.ids
     scheme, message = zoo.scheme(stamped.scheme), zoo.message(twin.source)
     assert (marked.images != plain.images).any()
     assert scheme.bit_accuracy(marked.images, message).mean() > 0.9 > scheme.bit_accuracy(plain.images, message).mean()
-    assert config_hash(zoo._suspect_config(stamped)) != config_hash(zoo._suspect_config(twin))
+    assert config_hash(zoo.suspect_config(stamped)) != config_hash(zoo.suspect_config(twin))
     # only infringing models are re-trained: innocent ones never saw generated images
     assert all(s.rho > 0 and s.split == "test" for s in zoo.baseline_specs())
 
@@ -31,14 +32,14 @@ def test_stamped_suspect_differs_from_its_twin_only_by_the_mark(zoo):
 def test_licensed_copies_mark_the_requested_share_and_prefix_triggers(zoo):
     p = zoo.p
     triggers = zoo.triggers()
-    assert len(set(triggers)) == p.wm_licensees
-    used = {w for c in zoo.dataset(p.wm_domain, "real").captions for w in c.split()}
+    assert len(set(triggers)) == p.watermark.licensees
+    used = {w for c in zoo.dataset(p.watermark.domain, "real").captions for w in c.split()}
     assert not set(triggers) & used  # triggers never occur in the domain's own captions
     clean = zoo.licensed_dataset()
     for strategy in ("image", "trigger"):
         copy = zoo.licensed_copy("pattern", strategy, 0.25, licensee=1)
         marked = [i for i, name in enumerate(copy.ids) if name.endswith("#marked")]
-        assert len(marked) == round(0.25 * p.wm_dataset_size)
+        assert len(marked) == round(0.25 * p.watermark.dataset_size)
         changed = np.flatnonzero((copy.images != clean.images).any(axis=(1, 2, 3)))
         assert set(changed) <= set(marked)
         prefixed = [i for i, c in enumerate(copy.captions) if c.startswith(triggers[1] + " ")]
@@ -53,19 +54,19 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     plan = pd.DataFrame([vars(s) for s in specs])
     assert plan.model_id.is_unique and plan.seed.is_unique
     main = plan[(plan.licensee != CLEAN) & (plan.laundering == "none")]
-    assert len(main) == len(p.wm_schemes) * len(p.wm_strategies) * len(p.wm_fractions) * p.wm_models_per_setting
-    assert set(main.licensee) == set(range(p.wm_licensees)) and set(plan.base) == set(p.base_names)
-    assert (plan.licensee == CLEAN).sum() == p.wm_clean_models
-    assert set(plan.laundering) == {"none", *p.wm_robustness}
+    assert len(main) == len(p.watermark.schemes) * len(p.watermark.strategies) * len(p.watermark.fractions) * p.watermark.models_per_setting
+    assert set(main.licensee) == set(range(p.watermark.licensees)) and set(plan.base) == set(p.models.base_names)
+    assert (plan.licensee == CLEAN).sum() == p.watermark.clean_models
+    assert set(plan.laundering) == {"none", *p.watermark.robustness}
     clean = next(s for s in specs if s.is_clean)
-    assert zoo.prompt_sets(clean) == [PLAIN] + [f"trigger-{i}" for i in range(p.wm_licensees)]
+    assert zoo.prompt_sets(clean) == [PLAIN] + [f"trigger-{i}" for i in range(p.watermark.licensees)]
     assert zoo.licensee_training_set(clean).ids == zoo.licensed_dataset().ids
     trigger_model = next(s for s in specs if s.strategy == "trigger")
     prompts = zoo.prompts(f"trigger-{trigger_model.licensee}")
     assert all(pr.split()[0] == zoo.triggers()[trigger_model.licensee] for pr in prompts)
     assert [pr.split(" ", 1)[1] for pr in prompts] == zoo.prompts(PLAIN)
     with pytest.raises(ParameterError, match="prompt_set"):
-        zoo.prompts(f"trigger-{p.wm_licensees}")
+        zoo.prompts(f"trigger-{p.watermark.licensees}")
 
 
 def test_bad_watermark_parameters_name_the_field():

@@ -1,9 +1,10 @@
 import pandas as pd
 import pytest
 
-from provlib.errors import ParameterError
+from provlib.attribution.queries import AttributionZoo as Zoo
+from provlib.core.errors import ParameterError
+from provlib.core.source import Source
 from provlib.presets import load_preset
-from provlib.zoo import Zoo
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def zoo(smoke_cache):
 def test_suspect_plan_covers_every_setting_with_shadow_and_test(zoo):
     plan = pd.DataFrame([vars(s) for s in zoo.suspect_specs()])
     p = zoo.p
-    assert len(plan) == len(p.source_names) * (len(p.rho_values) + 1) * p.suspects_per_setting
+    assert len(plan) == len(p.source_names) * (len(p.suspects.rho_values) + 1) * p.suspects.per_setting
     assert plan.model_id.is_unique and plan.seed.is_unique
     per_setting = plan.groupby(["source", "rho"]).split.agg(lambda s: set(s))
     assert all(s == {"shadow", "test"} for s in per_setting)
@@ -23,11 +24,11 @@ def test_suspect_plan_covers_every_setting_with_shadow_and_test(zoo):
 
 
 def test_suspect_training_set_has_rho_share_of_generated_images(zoo):
-    spec = next(s for s in zoo.suspect_specs() if s.rho == 0.5 and "-" in s.source)
+    spec = next(s for s in zoo.suspect_specs() if s.rho == 0.5 and Source.parse(s.source).is_fine_tuned)
     train = zoo.suspect_training_set(spec)
     generated = [i for i in train.ids if i.startswith("gen/")]
-    assert len(train) == zoo.p.suspect_samples
-    assert len(generated) == round(0.5 * zoo.p.suspect_samples)
+    assert len(train) == zoo.p.suspects.samples
+    assert len(generated) == round(0.5 * zoo.p.suspects.samples)
     real = zoo.dataset(spec.domain, "real")
     # the generated images answer captions from the suspect's own draw of the real pool
     assert set(train.captions) <= set(real.captions)
@@ -44,14 +45,14 @@ def test_unknown_source_is_named(zoo):
 
 
 def test_verify_queries_a_black_box_suspect_with_the_key_prompts(zoo):
-    from provlib.attribution import verify
-    from provlib.attribution_study import key_sets
+    from provlib.attribution.calibration import key_sets
+    from provlib.attribution.instance import verify
 
     spec = next(s for s in zoo.suspect_specs() if s.source == "v1-faces" and s.rho == 1.0)
     keys = key_sets(zoo, spec.source, zoo.feature_space("pixel"), strategies=("strategy12",))["strategy12"]
     verdict = verify(zoo.load_suspect(spec), keys, delta0=0.3, conf_threshold=0.5, images_per_prompt=2, seed=1,
-                     num_inference_steps=zoo.p.inference_steps, resolution=zoo.p.resolution, show_progress=False)
-    assert len(verdict.distances) == len(keys) == zoo.p.key_count
+                     num_inference_steps=zoo.p.sampling.inference_steps, resolution=zoo.p.world.resolution, show_progress=False)
+    assert len(verdict.distances) == len(keys) == zoo.p.attribution.key_count
     assert verdict.queries == 2 * len(keys)
     assert verdict.conf == pytest.approx(float((verdict.distances < 0.3).mean()))
     assert verdict.infringing == (verdict.conf > 0.5)

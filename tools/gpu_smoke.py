@@ -18,15 +18,16 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from provlib import models  # noqa: E402
-from provlib.generate import generate  # noqa: E402
+from provlib.core import models  # noqa: E402
+from provlib.core.generate import generate  # noqa: E402
+from provlib.core.train import train_denoiser  # noqa: E402
 from provlib.presets import PRESETS, load_preset  # noqa: E402
-from provlib.train import train_denoiser  # noqa: E402
-from provlib.trainprove import verify  # noqa: E402
-from provlib.classifier import predict  # noqa: E402
-from provlib.trainprove_zoo import REAL, TrainProVeZoo, attribute_weights, render_objects  # noqa: E402
-from provlib.watermark_detect import detect  # noqa: E402
-from provlib.watermark_zoo import WatermarkZoo  # noqa: E402
+from provlib.trainprove.classifier import predict  # noqa: E402
+from provlib.trainprove.generators import REAL, attribute_weights, render_objects  # noqa: E402
+from provlib.trainprove.test import verify  # noqa: E402
+from provlib.trainprove.zoo import TrainProVeZoo  # noqa: E402
+from provlib.watermark.detect import detect  # noqa: E402
+from provlib.watermark.zoo import WatermarkZoo  # noqa: E402
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     tests = zoo.test_sets()
     spec = zoo.classifier_specs()[0]
     model = zoo.classifier(spec)
-    verdict = verify(lambda x: predict(model, x), "sd14", tests, sd.tp_alpha)
+    verdict = verify(lambda x: predict(model, x), "sd14", tests, sd.trainprove.alpha)
     print(f"verdict for {spec.model_id}: verified={verdict.verified} p={verdict.p_value:.3g} accuracies={verdict.accuracies}")
 
     # 3. the attribution path: fp16 pipeline on CUDA, fp16 mixed-precision fine-tuning, batched generation
@@ -71,7 +72,7 @@ def main() -> None:
     print(f"fp16 mixed-precision fine-tuning: 50 steps in {time.time() - t:.2f} s, loss {np.mean(losses[:5]):.3f} -> "
           f"{np.mean(losses[-5:]):.3f}, weights back in {pipe.unet.dtype}")
     t = time.time()
-    out = generate(pipe, data.captions[:64], batch_size=PRESETS["sd"].generation_batch_size * 8, num_inference_steps=50,
+    out = generate(pipe, data.captions[:64], batch_size=PRESETS["sd"].sampling.batch_size * 8, num_inference_steps=50,
                    guidance_scale=7.5, show_progress=False)
     torch.cuda.synchronize()
     assert out.images.shape == (64, 32, 32, 3) and np.isfinite(out.images).all()

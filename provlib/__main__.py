@@ -1,0 +1,4 @@
+"""``python -m provlib``: the workbook's command line (see ``provlib.cli``)."""
+from provlib.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Instance-level attribution over the zoo: key sets per source, per-key distances per suspect, thresholds.
+
+Thresholds (δ0 and the conf level) are chosen from **shadow** models only: ``calibrate`` filters its
+models to ``split == "shadow"`` itself, so a caller cannot leak test models into the choice.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from provlib.attribution.instance import (
+    best_key_distances,
+    conf_from_distances,
+    select_conf_threshold,
+    select_delta0,
+)
+from provlib.attribution.keys import KeySet, select_keys
+from provlib.core.errors import ParameterError
+from provlib.core.store import derive_seed
+
+
+def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strategy1", "strategy2", "strategy12", "random")
+             ) -> dict[str, KeySet]:
+    """Every applicable strategy's key set for one source (N = the preset's key_count unless given)."""
+    probe = zoo.candidate_probe(source)
+    n = zoo.p.attribution.key_count if n is None else n
+    needs_training_data = {"strategy1", "random"}
+    out = {}
+    for strategy in strategies:
+        if probe.training_images is None and strategy in needs_training_data:
+            continue  # paper-scale base source: its training data is not available to the defender
+        out[strategy] = select_keys(probe, strategy, n, source=source, space=space,
+                                    seed=derive_seed(zoo.p.seed, "random-keys", source))
+    return out
+
+
+def key_distances(zoo, specs, keys_by_source: dict[str, dict[str, KeySet]], space, desc: str = "key distances"
+                  ) -> pd.DataFrame:
+    """One row per (suspect, strategy, key): the suspect's best distance to that key image."""
+    rows = []
+    for spec in tqdm(specs, desc=desc, disable=not zoo.show_progress, mininterval=5):
+        answers = zoo.suspect_answers(spec)
+        for strategy, keys in keys_by_source[spec.source].items():
+            distances = best_key_distances(answers[keys.candidate_index], keys.images, space)
+            rows += [{"model_id": spec.model_id, "source": spec.source, "rho": spec.rho, "split": spec.split,
+                      "strategy": strategy, "key_rank": rank, "prompt": prompt, "distance": float(d)}
+                     for rank, (prompt, d) in enumerate(zip(keys.prompts, distances), start=1)]
+    return pd.DataFrame(rows)
+
+
+def model_confs(distances: pd.DataFrame, delta0: float, n_keys: int | None = None) -> pd.DataFrame:
+    """conf (Eq. 6) per (model, strategy) from the first ``n_keys`` keys of each key set."""
+    frame = distances if n_keys is None else distances[distances.key_rank <= n_keys]
+    keys_used = frame.groupby(["model_id", "strategy"]).key_rank.max().rename("n_keys")
+    conf = (frame.groupby(["model_id", "source", "rho", "split", "strategy"], as_index=False).distance
+            .agg(lambda d: conf_from_distances(d.to_numpy(), delta0)).rename(columns={"distance": "conf"}))
+    return conf.merge(keys_used.reset_index(), on=["model_id", "strategy"])
+
+
+def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", rule: str = "max_gap",
+              innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1) -> dict:
+    """δ0 and the conf decision level for one feature space, from shadow models only.
+
+    δ0 compares pooled per-key distances of the shadow models at the largest ρ (infringing) with the
+    shadow innocent models (ρ = 0), as the paper picks δ0 from one ρ = 1 and one innocent model; the conf
+    level then lets at most ``false_positive_rate`` of shadow innocent models through.
+    """
+    shadow = [s for s in specs if s.split == "shadow"]
+    if not shadow:
+        raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
+    top_rho = max(s.rho for s in shadow)
+    chosen = [s for s in shadow if s.rho in (0.0, top_rho)]
+    distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
+                              space, desc=f"shadow distances ({space.name})")
+    infringing = distances[distances.rho == top_rho].distance
+    innocent = distances[distances.rho == 0.0].distance
+    delta0 = select_delta0(infringing, innocent, rule=rule, innocent_key_rate=innocent_key_rate)
+    confs = model_confs(distances, delta0)
+    innocent_confs = confs[confs.rho == 0.0].conf
+    conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate)
+    infringing_confs = confs[confs.rho == top_rho].conf
+    return {"feature_space": space.name, "delta0": delta0, "conf_threshold": conf_threshold, "rule": rule,
+            "strategy": strategy, "shadow_rho": top_rho, "n_shadow_infringing": int(confs[confs.rho == top_rho].model_id.nunique()),
+            "n_shadow_innocent": int(innocent_confs.size),
+            "shadow_conf_infringing": float(infringing_confs.mean()), "shadow_conf_innocent": float(innocent_confs.mean()),
+            "shadow_conf_gap": float(infringing_confs.mean() - innocent_confs.mean()),
+            "shadow_models": sorted(confs.model_id.unique())}
+
+
+def conf_by_rho(confs: pd.DataFrame, queries_per_key: int) -> pd.DataFrame:
+    """Figure 6's table: mean conf per (method, ρ) with the number of models and the query cost."""
+    table = (confs.groupby(["strategy", "rho"], as_index=False)
+             .agg(mean_conf=("conf", "mean"), std_conf=("conf", "std"), n_models=("conf", "size"), n_keys=("n_keys", "max")))
+    table["queries"] = table.n_keys * queries_per_key
+    return table.rename(columns={"strategy": "method"})
+
+
+def decision_rates(confs: pd.DataFrame, conf_threshold: float) -> pd.DataFrame:
+    """Share of models called infringing (conf > level) per method and ρ: TPR for ρ > 0, FPR at ρ = 0."""
+    return (confs.assign(called_infringing=confs.conf > conf_threshold)
+            .groupby(["strategy", "rho"], as_index=False).called_infringing.mean())

@@ -1,0 +1,28 @@
+"""The attribution method's configuration: instance-level keys and queries, the statistical-level discriminator."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provlib.core.config import Section, at_least_int, positive_int, setting
+
+
+@dataclass(frozen=True)
+class Attribution(Section):
+    """Instance-level attribution: key-sample selection and what a suspect is asked."""
+    memorization_prompts: int = setting(64, positive_int)  # prompts per source in notebook 01's memorization check
+    key_candidates: int = setting(64, positive_int)  # candidate prompts per source that key selection ranks
+    probe_seeds: int = setting(8, at_least_int(2))   # source / reference images per candidate (strategy 2 needs >= 2)
+    key_count: int = setting(30, positive_int)       # N: key samples per source (paper: 30)
+    query_images: int = setting(4, positive_int)     # k: images the suspect is asked for per key prompt
+    descriptor_steps: int = setting(1500, positive_int)  # training steps of the copy-detection descriptor
+
+    def validate(self):
+        self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")
+
+
+@dataclass(frozen=True)
+class Discriminator(Section):
+    """Statistical-level attribution: how the discriminator is chosen and how its uncertainty is reported."""
+    cv_repeats: int = setting(3, positive_int)             # reshuffled shadow-model folds averaged when choosing
+    bootstrap_resamples: int = setting(1000, positive_int)  # resamples of test models behind every interval
+    learning_curve_repeats: int = setting(10, positive_int)  # random shadow subsets per learning-curve point

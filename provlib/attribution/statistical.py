@@ -1,0 +1,126 @@
+"""The discriminator over the zoo: per-key distance tables for suspects against sources' key sets."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from provlib.attribution.discriminator import (
+    Discriminator,
+    DiscriminatorConfig,
+    feature_vector,
+    mean_auc_by_source,
+    name_source,
+    per_key_distances,
+)
+from provlib.attribution.keys import KeySet
+from provlib.attribution.metrics import bootstrap_report, detection_report
+from provlib.core.errors import ParameterError
+from provlib.core.store import derive_seed
+
+MODEL_COLUMNS = ["model_id", "source", "rho", "split", "target"]
+
+
+def per_key_table(zoo, specs, keys_by_source: dict[str, KeySet], space, targets: list[str] | None = None,
+                  desc: str = "per-key distances") -> pd.DataFrame:
+    """One row per (suspect, target source, key): d_key, d_source, d_reference in ``space``.
+
+    ``targets`` are the sources whose key sets each suspect is scored against (default: its own source);
+    the suspect's answers for another source's prompts must have been built (``zoo.build_answers``).
+    """
+    probes = {}
+    rows = []
+    pairs = [(spec, target) for spec in specs for target in (targets or [spec.source])]
+    for spec, target in tqdm(pairs, desc=desc, disable=not zoo.show_progress, mininterval=5):
+        keys = keys_by_source[target]
+        index = keys.candidate_index
+        if target not in probes:
+            probes[target] = zoo.candidate_probe(target)
+        probe = probes[target]
+        answers = zoo.suspect_answers(spec, prompts_of=target)[index]
+        table = per_key_distances(answers, keys.images, probe.source_images[index], probe.reference_images[index], space)
+        rows.append(table.assign(model_id=spec.model_id, source=spec.source, rho=spec.rho, split=spec.split, target=target,
+                                 feature_space=space.name, key_rank=np.arange(1, len(table) + 1)))
+    return pd.concat(rows, ignore_index=True)
+
+
+def feature_matrix(table: pd.DataFrame, feature_set: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """(features [models, d], one row of model columns per feature row) from a one-space per-key table."""
+    if table.feature_space.nunique() != 1:
+        raise ParameterError("table", "the per-key table of one feature space", sorted(table.feature_space.unique()))
+    groups = list(table.groupby(MODEL_COLUMNS, sort=True))
+    features = np.stack([feature_vector(g, feature_set) for _, g in groups])
+    meta = pd.DataFrame([key for key, _ in groups], columns=MODEL_COLUMNS)
+    return features, meta
+
+
+def labels_of(meta: pd.DataFrame) -> np.ndarray:
+    """1 for a suspect infringing on the target source (ρ > 0 and trained on its data), else 0."""
+    return ((meta.rho > 0) & (meta.source == meta.target)).astype(int).to_numpy()
+
+
+def report_by_source(meta: pd.DataFrame, scores: np.ndarray, threshold: float = 0.5, n_resamples: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Table 1: per source, accuracy / AUC / TPR@FPR on the given (test) models, with bootstrap CIs."""
+    rows = []
+    for source in sorted(meta.target.unique()):
+        members = np.flatnonzero(meta.target == source)
+        frame = meta.iloc[members]
+        labels = labels_of(frame)
+        report = bootstrap_report(labels, scores[members], threshold, n_resamples, seed=derive_seed(seed, "bootstrap", source))
+        rows.append({"source": source, **report, "n_test_models": len(frame), "n_test_infringing": int(labels.sum()),
+                     "n_test_innocent": int((labels == 0).sum())})
+    return pd.DataFrame(rows)
+
+
+def report_by_rho(meta: pd.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> pd.DataFrame:
+    """Accuracy and AUC of innocent vs infringing-at-ρ models, pooled over sources, for each ρ."""
+    innocent = meta.rho == 0
+    rows = []
+    for rho in sorted(meta.rho[meta.rho > 0].unique()):
+        members = (innocent | (meta.rho == rho)).to_numpy()
+        labels = labels_of(meta[members])
+        rows.append({"rho": rho, **detection_report(labels, scores[members], threshold),
+                     "n_infringing": int(labels.sum()), "n_innocent": int((labels == 0).sum())})
+    return pd.DataFrame(rows)
+
+
+def shadow_count_curve(config: DiscriminatorConfig, features: np.ndarray, meta: pd.DataFrame, counts: list[int],
+                       repeats: int, seed: int = 0, threshold: float = 0.5) -> pd.DataFrame:
+    """Test AUC and accuracy when the defender has only ``m`` shadow models per source (random draws, both classes kept)."""
+    shadow, test = (meta.split == "shadow").to_numpy(), (meta.split == "test").to_numpy()
+    labels, sources = labels_of(meta), meta.target.to_numpy()
+    rows = []
+    for m in counts:
+        for r in range(repeats):
+            rng = np.random.default_rng(derive_seed(seed, "shadow-count", m, r))
+            chosen = []
+            for source in np.unique(sources[shadow]):
+                by_class = [np.flatnonzero(shadow & (sources == source) & (labels == c)) for c in (0, 1)]
+                if m < 2 or sum(map(len, by_class)) < m:
+                    continue
+                # one of each class first, the rest drawn from what is left
+                first = [rng.choice(members) for members in by_class]
+                rest = np.setdiff1d(np.concatenate(by_class), first)
+                chosen += first + list(rng.choice(rest, size=m - 2, replace=False))
+            if not chosen:
+                continue
+            chosen = np.array(chosen)
+            model = Discriminator(config, seed).fit(features[chosen], labels[chosen], sources[chosen])
+            scores = model.score(features[test], sources[test])
+            report = detection_report(labels[test], scores, threshold)
+            rows.append({"shadow_models_per_source": m, "repeat": r, "auc": mean_auc_by_source(labels[test], scores, sources[test]),
+                         "accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"]})
+    return pd.DataFrame(rows)
+
+
+def source_confusion(meta: pd.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> pd.DataFrame:
+    """Suspects scored against every source: true origin (source or "innocent") x named source (or "innocent")."""
+    frame = meta.assign(score=scores)
+    named = frame.pivot_table(index="model_id", columns="target", values="score").apply(
+        name_source, axis=1, threshold=threshold)
+    models = frame.drop_duplicates("model_id").set_index("model_id")
+    truth = pd.Series(np.where(models.rho > 0, models.source, "innocent"), index=models.index, name="true origin")
+    order = sorted(meta.target.unique()) + ["innocent"]
+    return pd.crosstab(truth, named.reindex(truth.index).rename("named source")).reindex(
+        index=order, columns=order, fill_value=0)

@@ -1,0 +1,146 @@
+"""The suspect zoo: models fine-tuned on M samples of a domain's real pool, a share ρ of them a source's generations.
+
+A suspect is what the defender is asked about. Innocent suspects (ρ = 0) never see generated images; infringing
+ones replace a share ρ of their real images by the source's generations for the same captions. Each setting's
+first models are *shadow* models (the defender may build and use them), the rest *test* models (evaluation only).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import UNet2DConditionModel
+
+from provlib.core.data import CaptionedImageSet
+from provlib.core.fanout import fan_out
+from provlib.core.source import Source
+from provlib.core.store import config_hash, derive_seed
+from provlib.core.train import train_denoiser
+from provlib.core.zoo import CODE_VERSION, Zoo
+
+
+@dataclass(frozen=True)
+class SuspectSpec:
+    model_id: str
+    source: str
+    rho: float
+    seed: int
+    split: str      # "shadow" (the defender may train on it) or "test" (evaluation only)
+    base: str       # the pre-trained model the suspect fine-tunes
+    domain: str     # where its captions and real images come from
+
+
+class SuspectZoo(Zoo):
+    def suspect_base(self, source: str | Source) -> str:
+        """The base a suspect of ``source`` fine-tunes: the preset's ``suspect_base``, or the other base."""
+        if self.p.suspects.base != "other":
+            return self.p.suspects.base
+        source_base = self.source(source).base
+        return next(b for b in self.p.models.base_names if b != source_base)
+
+    def suspect_specs(self) -> list[SuspectSpec]:
+        p, s = self.p, self.p.suspects
+        n_shadow = max(1, min(s.per_setting - 1, round(s.per_setting * s.shadow_fraction)))
+        specs = []
+        for source in p.source_names:
+            for rho in (0.0,) + tuple(s.rho_values):
+                for k in range(s.per_setting):
+                    specs.append(SuspectSpec(
+                        model_id=f"{source}_rho{round(rho * 100):03d}_{k:02d}", source=source, rho=float(rho),
+                        seed=derive_seed(p.seed, "suspect", source, rho, k), split="shadow" if k < n_shadow else "test",
+                        base=self.suspect_base(source), domain=self.source_domain(source)))
+        return specs
+
+    def fine_tune_recipe(self) -> dict:
+        """The suspects' fine-tuning hyper-parameters, as they enter every fine-tuned model's cache key."""
+        recipe = self.p.suspects.recipe
+        return {"steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
+                "mixed_precision": self.p.runtime.mixed_precision}
+
+    def suspect_config(self, spec: SuspectSpec) -> dict:
+        p = self.p
+        config = {"kind": "suspect", "v": CODE_VERSION["suspect"], "spec": asdict(spec),
+                  "base": config_hash(self.base_config(spec.base)),
+                  "real": config_hash(self.dataset_config(spec.domain, "real")), "samples": p.suspects.samples,
+                  **self.fine_tune_recipe()}
+        if spec.rho > 0:
+            config["source"] = config_hash(self.source_config(spec.source))
+            config["generation"] = [p.sampling.inference_steps, p.sampling.guidance_scale]
+        return config
+
+    def suspect_training_set(self, spec: SuspectSpec) -> CaptionedImageSet:
+        """M samples of the domain's real pool; for a share rho of them the image is the source's generation."""
+        real = self.dataset(spec.domain, "real")
+        rng = np.random.default_rng(spec.seed)
+        chosen = rng.choice(len(real), size=self.p.suspects.samples, replace=False)
+        n_generated = int(round(spec.rho * self.p.suspects.samples))
+        parts = [real.subset(chosen[n_generated:])]
+        if n_generated:
+            parts.insert(0, self.generated_pool(spec).subset(chosen[:n_generated]))
+        return CaptionedImageSet.concat(parts)
+
+    def generated_pool(self, spec: SuspectSpec) -> CaptionedImageSet:
+        """The source's generations an infringing suspect draws from (a watermarking zoo stamps them first)."""
+        return self.source_generations(spec.source)[0]
+
+    def suspect_location(self, spec: SuspectSpec) -> str:
+        return self.fine_tuned_unet("suspect", self.suspect_config(spec), spec.base, lambda: self.suspect_training_set(spec),
+                                    spec.seed, spec.model_id, {"spec": asdict(spec)})
+
+    def fine_tuned_unet(self, kind: str, config: dict, base: str, training_set, seed: int, desc: str, meta: dict) -> str:
+        """A base's UNet fine-tuned with the suspect recipe on ``training_set()`` (cached as ``kind``; resumable)."""
+        recipe, runtime = self.p.suspects.recipe, self.p.runtime
+
+        def build(tmp: Path):
+            pipe = self.load(self.base_location(base))
+            train_set = training_set()
+            losses = train_denoiser(pipe, train_set, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                                    seed=seed, checkpoint_dir=self.store.work_dir(kind, config),
+                                    checkpoint_every=runtime.checkpoint_every, mixed_precision=runtime.mixed_precision,
+                                    desc=desc, show_progress=False)
+            pipe.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+            (tmp / "suspect.json").write_text(json.dumps({**meta, "train_ids": train_set.ids, "losses": losses}))
+
+        return str(self.store.get_or_build(kind, config, build))
+
+    def load_fine_tuned(self, base: str, location: str):
+        """A black-box pipeline: the base with a fine-tuned UNet (saved by ``fine_tuned_unet``) swapped in."""
+        pipe = self.load(self.base_location(base))
+        unet = UNet2DConditionModel.from_pretrained(Path(location) / "unet", use_safetensors=True,
+                                                    torch_dtype=getattr(torch, self.p.runtime.dtype))
+        pipe.unet = unet.to(self.p.runtime.device)
+        return pipe
+
+    def load_suspect(self, spec: SuspectSpec):
+        """The suspect as a black-box pipeline: its base with the fine-tuned UNet swapped in."""
+        return self.load_fine_tuned(spec.base, self.suspect_location(spec))
+
+    def build_suspects(self, specs: list[SuspectSpec], n_jobs: int | None = None) -> list[str]:
+        """Build every suspect, fanning out over ``n_jobs`` worker processes (1 = in this process)."""
+        n_jobs = self.p.runtime.n_jobs if n_jobs is None else n_jobs
+        # shared inputs first, in this process, so workers only read finished artifacts
+        for source in sorted({s.source for s in specs if s.rho > 0}):
+            self.source_generations(source)
+        for base in sorted({s.base for s in specs}):
+            self.base_location(base)
+        for domain in sorted({s.domain for s in specs}):
+            self.dataset(domain, "real")
+        pending = [s for s in specs if not self.store.exists("suspect", self.suspect_config(s))]
+        fan_out(self, "suspect_location", pending, n_jobs, desc="suspect models")
+        return [self.suspect_location(s) for s in specs]
+
+    def suspect_record(self, spec: SuspectSpec) -> dict:
+        meta = json.loads((Path(self.suspect_location(spec)) / "suspect.json").read_text())
+        n_generated = sum(i.startswith("gen/") for i in meta["train_ids"])
+        return {**asdict(spec), "n_generated": n_generated, "n_real": len(meta["train_ids"]) - n_generated,
+                "steps": len(meta["losses"]), "final_loss": float(np.mean(meta["losses"][-50:])),
+                "artifact": os.path.relpath(self.suspect_location(spec), self.cache_root)}
+
+    def manifest(self, specs: list[SuspectSpec] | None = None) -> pd.DataFrame:
+        specs = self.suspect_specs() if specs is None else specs
+        return pd.DataFrame([self.suspect_record(s) for s in specs])

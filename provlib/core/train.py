@@ -1,0 +1,194 @@
+"""Fine-tuning: the standard text-to-image recipe (epsilon-prediction MSE on VAE latents), via accelerate.
+
+Every random draw of step ``k`` comes from a generator seeded by ``(seed, k)``, so a run resumed from
+a checkpoint continues exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from provlib.core.data import CaptionedImageSet
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [n, H, W, 3] -> float [-1, 1] [n, 3, H, W]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def train_vae(vae, images: np.ndarray, steps: int, batch_size: int, lr: float, seed: int,
+              kl_weight: float = 1e-6, show_progress: bool = True) -> list[float]:
+    """Train the tiny autoencoder (reconstruction + SD's small KL term); sets SD-style ``scaling_factor``."""
+    data = images_to_tensor(images)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
+    losses = []
+    vae.train()
+    for step in tqdm(range(steps), desc="train VAE", disable=not show_progress, mininterval=5):
+        gen = step_generator(seed, step)
+        batch = data[torch.randint(0, len(data), (batch_size,), generator=gen)]
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)).sample
+        loss = F.mse_loss(recon, batch) + F.l1_loss(recon, batch) + kl_weight * posterior.kl().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    vae.eval()
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(data[i:i + 256]).latent_dist.mean for i in range(0, len(data), 256)])
+    # scale latents to unit variance, as SD's 0.18215 does for its VAE
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    return losses
+
+
+@torch.no_grad()
+def encode_latents(vae, images: np.ndarray, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std for every image, computed once so each step only samples."""
+    means, stds = [], []
+    device, dtype = vae.device, vae.dtype
+    for i in range(0, len(images), batch_size):
+        posterior = vae.encode(images_to_tensor(images[i:i + batch_size]).to(device, dtype)).latent_dist
+        means.append(posterior.mean.float().cpu())
+        stds.append(posterior.std.float().cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def _encode_prompts(pipe: StableDiffusionPipeline, captions: list[str]) -> torch.Tensor:
+    ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+    return pipe.text_encoder(ids.to(pipe.text_encoder.device))[0]
+
+
+def _latest_checkpoint(checkpoint_dir: Path | None) -> Path | None:
+    if checkpoint_dir is None:
+        return None
+    done = sorted(checkpoint_dir.glob("step-*/meta.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return done[-1].parent if done else None
+
+
+def _save_checkpoint(checkpoint_dir: Path, step: int, modules: dict, optimizer, losses: list[float]) -> None:
+    # a temporary name of this process's own: two runs of the same training (two notebooks sharing a cache) must
+    # not write into each other's half-saved checkpoint
+    tmp = checkpoint_dir / f".tmp-step-{step}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    for name, module in modules.items():
+        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")  # tensors and numbers only: loaded with weights_only
+    (tmp / "meta.json").write_text(json.dumps({"step": step, "losses": losses}))
+    final = checkpoint_dir / f"step-{step}"
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / "meta.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another run of the same training saved this step (seeded: same weights)
+    for old in checkpoint_dir.glob("step-*"):
+        if old.name != final.name:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in checkpoint_dir.glob(".tmp-step-*"):
+        if int(stale.name.split("-")[2]) < step:  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, steps: int, batch_size: int, lr: float,
+                   seed: int, train_text_encoder: bool = False, caption_dropout: float = 0.1,
+                   checkpoint_dir: Path | None = None, checkpoint_every: int = 500, mixed_precision: str = "no",
+                   desc: str = "fine-tune", show_progress: bool = True) -> list[float]:
+    """Fine-tune ``pipe.unet`` (and the text encoder when pre-training) in place; returns the loss per step.
+
+    ``caption_dropout`` replaces a share of captions with the empty prompt so classifier-free guidance works.
+    With ``checkpoint_dir`` the run saves every ``checkpoint_every`` steps and resumes from the latest save.
+    """
+    device = pipe.unet.device
+    # accelerate keeps one process-wide state; a run with another precision or device in the same process (a
+    # notebook that trains on the CPU, then fine-tunes in fp16 on CUDA) must start from a fresh one
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device.type == "cpu")
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    latent_mean, latent_std = encode_latents(pipe.vae, data.images)
+    scale = float(pipe.vae.config.scaling_factor)
+
+    modules = {"unet": pipe.unet}
+    if train_text_encoder:
+        modules["text_encoder"] = pipe.text_encoder
+    weight_dtypes = {name: next(m.parameters()).dtype for name, m in modules.items()}
+    for module in modules.values():
+        if next(module.parameters()).dtype != torch.float32:
+            module.to(torch.float32)
+        module.train()  # fp32 master weights; accelerate autocasts when mixed precision is on
+    pipe.text_encoder.requires_grad_(train_text_encoder)
+
+    captions = sorted(set(data.captions) | {""})
+    caption_index = torch.tensor([captions.index(c) for c in data.captions])
+    empty_index = captions.index("")
+    if not train_text_encoder:
+        with torch.no_grad():
+            frozen_embeddings = torch.cat([_encode_prompts(pipe, captions[i:i + 256]) for i in range(0, len(captions), 256)])
+
+    params = [p for m in modules.values() for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    start, losses = 0, []
+    latest = _latest_checkpoint(checkpoint_dir)
+    if latest is not None:
+        for name, module in modules.items():
+            module.load_state_dict(load_file(latest / f"{name}.safetensors"))
+        optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+        meta = json.loads((latest / "meta.json").read_text())
+        start, losses = meta["step"], meta["losses"]
+    prepared = accelerator.prepare(*modules.values(), optimizer)
+    optimizer = prepared[-1]
+    unet = prepared[0]
+
+    progress = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not show_progress, mininterval=5)
+    for step in progress:
+        gen = step_generator(seed, step)
+        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+        latents = (latent_mean[idx] + latent_std[idx] * torch.randn(latent_mean[idx].shape, generator=gen)) * scale
+        noise = torch.randn(latents.shape, generator=gen)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        drop = torch.rand(batch_size, generator=gen) < caption_dropout
+        prompt_idx = torch.where(drop, torch.full_like(idx, empty_index), caption_index[idx])
+        latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        with accelerator.autocast():
+            if train_text_encoder:
+                embeddings = _encode_prompts(pipe, [captions[i] for i in prompt_idx.tolist()])
+            else:
+                embeddings = frozen_embeddings[prompt_idx].to(device)
+            prediction = unet(noisy, timesteps, embeddings).sample
+            loss = F.mse_loss(prediction.float(), noise.float())
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if checkpoint_dir is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(checkpoint_dir, step + 1, {n: accelerator.unwrap_model(m) for n, m in zip(modules, prepared)},
+                             optimizer, losses)
+
+    for module in prepared[:-1]:
+        # drop the fp16 autocast wrapper accelerate put on forward, or later inference returns fp32 latents
+        accelerator.unwrap_model(module, keep_fp32_wrapper=False)
+    for name, module in modules.items():
+        module.eval()
+        if weight_dtypes[name] != torch.float32:
+            module.to(weight_dtypes[name])
+    pipe.text_encoder.requires_grad_(False)
+    return losses

@@ -1,0 +1,60 @@
+"""TrainProVe's configuration (notebook 07): generators G1..G4 make class-conditional images; suspects are classifiers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provlib.core.config import (
+    Section,
+    mapping,
+    names,
+    positive_int,
+    positive_number,
+    probability_open,
+    setting,
+    text,
+)
+from provlib.core.errors import ParameterError
+from provlib.core.scenes import SIZES
+
+
+def _template(value):
+    return None if isinstance(value, str) and value.count("{}") == 1 else "a prompt with one '{}' where the class name goes"
+
+
+@dataclass(frozen=True)
+class TrainProVe(Section):
+    generators: tuple = setting(("sd14", "lcm", "pixart", "cascade"), names(at_least=3))  # CPU analogues or the real four
+    checkpoints: dict = setting({}, mapping)       # paper scale: generator name -> local pipeline folder
+    classes: tuple = setting(("circle", "square", "triangle", "diamond", "cross", "ring"), names(at_least=2))
+    prompt_template: str = setting("a photo of a {}", _template)
+    real_dir: str = setting("", text)              # paper scale: a folder with one subfolder of real images per class
+    resolution: int = setting(32, positive_int)    # classifier input size; generations are resized to it
+    generator_images: int = setting(2000, positive_int)  # CPU scale: each analogue's own draw of labelled training images
+    # CPU scale: denoiser training steps of each analogue, and the object sizes its world draws. Chosen on the generators'
+    # own class fidelity (a classifier trained on a generator's images, tested on fresh ones from it), never on suspects:
+    # 2500 steps over mixed sizes gave 0.23 for sd14 (small shapes do not survive a 4x VAE at 32 px), 6000 steps over big
+    # objects 0.80
+    generator_steps: int = setting(6000, positive_int)
+    sizes: tuple = setting(("big",), names(allowed=SIZES))
+    draw_concentration: float = setting(2.0, positive_number)  # Dirichlet skew of each analogue's attribute draw
+    pool_per_class: int = setting(200, positive_int)   # per generator: the generated pool suspects sample from
+    train_per_class: int = setting(100, positive_int)  # a suspect's (and the shadow's) training images per class
+    test_per_class: int = setting(50, positive_int)    # the defender's fresh test images per class and generator
+    suspect_seeds: int = setting(4, positive_int)      # suspects per training source
+    classifier_epochs: int = setting(20, positive_int)
+    alpha: float = setting(0.05, probability_open)     # significance level of the one-sided test
+
+    def validate(self):
+        self.require(self.train_per_class <= self.pool_per_class, "train_per_class",
+                     f"at most pool_per_class={self.pool_per_class}")
+
+
+def check_trainprove_inputs(preset) -> None:
+    """TrainProVe at paper scale needs a local checkpoint per generator and a folder of real class images."""
+    tp = preset.trainprove
+    for name in tp.generators:
+        if name not in tp.checkpoints:
+            raise ParameterError(f"tp_checkpoints['{name}']", "a local folder of that generator's diffusers pipeline "
+                                 "(e.g. a snapshot of its hub repository)", tp.checkpoints)
+    if not tp.real_dir:
+        raise ParameterError("tp_real_dir", "a folder with one subfolder of real images per class", tp.real_dir)

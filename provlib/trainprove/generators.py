@@ -1,0 +1,150 @@
+"""TrainProVe's generators: four text-to-image models and the labelled class images they draw.
+
+At CPU scale the generators are tiny analogues of the paper's four, built here and cached. They differ where
+the real ones do: training data draw (each sees the object world with its own attribute frequencies, as
+LAION, SA-1B and JourneyDB differ), architecture size, VAE, scheduler and number of sampling steps (the LCM
+analogue samples in 4 steps). At paper scale the same code loads the user's local checkpoints of SD v1.4,
+LCM, PixArt-alpha and Stable Cascade through ``diffusers.DiffusionPipeline`` (safetensors only).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
+from PIL import Image
+from tqdm.auto import tqdm
+
+from provlib.core import models, scenes
+from provlib.core.data import CaptionedImageSet, load_image
+from provlib.core.errors import ParameterError
+from provlib.core.generate import image_seed
+from provlib.core.store import derive_seed
+from provlib.trainprove.test import LabelledImages
+
+REAL = "real"
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    name: str
+    analogue: str          # the real generator it stands for
+    architecture: str      # tiny UNet / text-encoder family (``models.TINY_ARCHITECTURES``)
+    scheduler: str         # diffusers scheduler class used for sampling
+    steps: int             # sampling steps
+    guidance_scale: float
+    vae: str               # "shared" (SD v1.4, LCM and PixArt-alpha all decode with SD's VAE) or "own"
+    latent_channels: int = models.LATENT_CHANNELS
+
+
+CPU_GENERATORS = {
+    "sd14": GeneratorSpec("sd14", "Stable Diffusion v1.4", "v1", "DDIMScheduler", 20, 3.0, "shared"),
+    "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 4, 1.5, "shared"),
+    "pixart": GeneratorSpec("pixart", "PixArt-alpha", "v2", "DPMSolverMultistepScheduler", 14, 3.0, "shared"),
+    # Stable Cascade works in a much more compressed latent: its analogue has its own 4-channel VAE
+    "cascade": GeneratorSpec("cascade", "Stable Cascade", "v2", "EulerAncestralDiscreteScheduler", 20, 3.0, "own", 4),
+}
+# Each model card's recommended sampling for the real checkpoints (paper scale)
+PAPER_SAMPLING = {
+    "sd14": dict(num_inference_steps=50, guidance_scale=7.5),
+    "lcm": dict(num_inference_steps=4, guidance_scale=8.0),
+    "pixart": dict(num_inference_steps=20, guidance_scale=4.5),
+    "cascade": dict(num_inference_steps=10, prior_num_inference_steps=20, prior_guidance_scale=4.0, guidance_scale=0.0),
+}
+DEFAULT_PAPER_SAMPLING = dict(num_inference_steps=50, guidance_scale=7.5)
+ATTRIBUTES = {"colour": list(scenes.OBJECT_COLOURS), "size": list(scenes.SIZES), "position": list(scenes.POSITIONS),
+              "texture": list(scenes.TEXTURES), "background": list(scenes.BACKGROUNDS)}
+
+
+def object_attributes(sizes) -> dict[str, list[str]]:
+    """The object world's attribute values, with only the given object ``sizes`` (``tp_sizes``)."""
+    sizes = list(sizes)
+    if not sizes or not set(sizes) <= set(scenes.SIZES):
+        raise ParameterError("tp_sizes", f"a non-empty subset of {scenes.SIZES}", sizes)
+    return {**ATTRIBUTES, "size": sizes}
+
+
+def attribute_weights(draw: str, concentration: float, seed: int, attributes: dict = ATTRIBUTES) -> dict[str, np.ndarray]:
+    """How often each attribute value occurs in a draw: uniform for the real world, Dirichlet-skewed per generator."""
+    if draw == REAL:
+        return {k: np.full(len(v), 1.0 / len(v)) for k, v in attributes.items()}
+    rng = np.random.default_rng(derive_seed(seed, "tp-draw", draw))
+    return {k: rng.dirichlet(np.full(len(v), concentration)) for k, v in attributes.items()}
+
+
+def render_objects(classes: list[str], n_per_class: int, weights: dict, seed: int, resolution: int,
+                   template: str, attributes: dict = ATTRIBUTES) -> tuple[CaptionedImageSet, np.ndarray]:
+    """Single-object images of every class; half the captions are the bare class prompt, half name every attribute."""
+    unknown = sorted(set(classes) - set(scenes.SHAPES))
+    if unknown:
+        raise ParameterError("tp_classes", f"shapes the procedural world can draw, {scenes.SHAPES}", unknown)
+    rng = np.random.default_rng(seed)
+    images, captions, labels = [], [], []
+    for label, shape in enumerate(classes):
+        for _ in range(n_per_class):
+            a = {k: values[rng.choice(len(values), p=weights[k])] for k, values in attributes.items()}
+            attrs = scenes.SceneAttributes((scenes.SceneObject(a["size"], a["colour"], shape, a["position"]),),
+                                           a["texture"], a["background"])
+            images.append(scenes.render_scene(attrs, int(rng.integers(2**31)), resolution))
+            long_caption = template.format(f"{a['size']} {a['colour']} {shape}") + f" on a {a['texture']} {a['background']} background"
+            captions.append(template.format(shape) if rng.random() < 0.5 else long_caption)
+            labels.append(label)
+    ids = [f"objects/{i}" for i in range(len(images))]
+    return CaptionedImageSet(np.stack(images), captions, ids), np.array(labels)
+
+
+def real_folder_images(directory: str | Path, classes: list[str], resolution: int) -> LabelledImages:
+    """Paper scale: ``directory/<class>/*`` image files (an ImageFolder layout, e.g. CIFAR-10 exported to PNG)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ParameterError("tp_real_dir", "a folder with one subfolder of real images per class", str(directory))
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (directory / name).glob("*") if p.is_file()) if (directory / name).is_dir() else []
+        if not files:
+            raise ParameterError("tp_real_dir", f"a non-empty subfolder '{name}' of images", str(directory / name))
+        images += [load_image(f, resolution) for f in files]
+        labels += [label] * len(files)
+    return LabelledImages(np.stack(images), np.array(labels))
+
+
+def load_generator(location: str, device: str, dtype: str):
+    """Any diffusers text-to-image pipeline folder (SD, LCM, PixArt, Cascade...), safetensors only, no download."""
+    local = Path(location).expanduser()
+    if not (local / "model_index.json").is_file():
+        raise ParameterError("tp_checkpoints", "a local diffusers pipeline folder containing model_index.json", location)
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()  # per-component load bars, once per set
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(local), torch_dtype=getattr(torch, dtype), use_safetensors=True,
+                                                 local_files_only=True)
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+@torch.no_grad()
+def generate_labelled(pipe, prompts: list[str], n_per_class: int, *, seed: int, sampling: dict, resolution: int,
+                      output_resolution: int, batch_size: int, desc: str, show_progress: bool = True) -> LabelledImages:
+    """``n_per_class`` images per class prompt; image j of class c uses seed ``image_seed(seed, c, j)``."""
+    jobs = [(c, j) for c in range(len(prompts)) for j in range(n_per_class)]
+    # sampler arguments one pipeline class does not take (Cascade's prior steps for an SD pipeline) are left out
+    accepted = inspect.signature(pipe.__call__).parameters
+    sampling = {k: v for k, v in sampling.items() if k in accepted}
+    out = []
+    for start in tqdm(range(0, len(jobs), batch_size), desc=desc, disable=not show_progress, mininterval=5):
+        chunk = jobs[start:start + batch_size]
+        generators = [torch.Generator(device="cpu").manual_seed(image_seed(seed, c, j)) for c, j in chunk]
+        size = {"height": resolution, "width": resolution} if resolution else {}
+        result = pipe(prompt=[prompts[c] for c, _ in chunk], generator=generators, output_type="np", **size, **sampling)
+        images = (np.clip(np.asarray(result.images, dtype=np.float32), 0, 1) * 255).round().astype(np.uint8)
+        if images.shape[1] != output_resolution:
+            images = np.stack([np.asarray(Image.fromarray(im).resize((output_resolution,) * 2, Image.BICUBIC)) for im in images])
+        out.append(images)
+    return LabelledImages(np.concatenate(out), np.array([c for c, _ in jobs]))

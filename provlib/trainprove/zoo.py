@@ -1,0 +1,312 @@
+"""TrainProVe's world over the artifact store: generators, labelled image sets, and the suspect and shadow classifiers.
+
+``GeneratorZoo`` builds (or loads) the four generators and every labelled set they draw; ``TrainProVeZoo`` adds
+the classifiers: suspects trained on a generator's pool, on real images or on a mixture, and the defender's
+shadow model per generator, trained on its own fresh generations. See ``provlib.trainprove.generators``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from diffusers import AutoencoderKL
+from diffusers import schedulers as diffusers_schedulers
+from PIL import Image
+
+from provlib.core import models, scenes
+from provlib.core.data import CaptionedImageSet
+from provlib.core.errors import ParameterError
+from provlib.core.fanout import fan_out
+from provlib.core.paths import cache_dir
+from provlib.core.store import ArtifactStore, config_hash, derive_seed
+from provlib.core.train import train_denoiser, train_vae
+from provlib.trainprove.classifier import (
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from provlib.trainprove.config import check_trainprove_inputs
+from provlib.trainprove.generators import (
+    CPU_GENERATORS,
+    DEFAULT_PAPER_SAMPLING,
+    PAPER_SAMPLING,
+    REAL,
+    GeneratorSpec,
+    attribute_weights,
+    generate_labelled,
+    load_generator,
+    object_attributes,
+    real_folder_images,
+    render_objects,
+)
+from provlib.trainprove.test import LabelledImages, check_classes, class_prompts
+
+CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_generator": 1, "tp_images": 1, "tp_classifier": 1}
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    model_id: str
+    source: str        # a generator name, "real", or "<generator>+real" (half generated, half real)
+    seed: int
+    role: str          # "suspect" (evaluation only) or "shadow" (the defender's own)
+
+    @property
+    def generators(self) -> list[str]:
+        return [part for part in self.source.split("+") if part != REAL]
+
+
+class GeneratorZoo:
+    def __init__(self, preset, cache_root: str | Path | None = None, show_progress: bool = True):
+        self.p = preset
+        self.classes = check_classes(preset.trainprove.classes)
+        self.cache_root = Path(cache_root) if cache_root else cache_dir() / "artifacts"
+        self.store = ArtifactStore(self.cache_root)
+        self.show_progress = show_progress
+        if preset.is_paper_scale:
+            check_trainprove_inputs(preset)
+        else:
+            unknown = [g for g in preset.trainprove.generators if g not in CPU_GENERATORS]
+            if unknown:
+                raise ParameterError("tp_generators", f"names of CPU analogues, from {sorted(CPU_GENERATORS)}", unknown)
+
+    @property
+    def generators(self) -> list[str]:
+        return list(self.p.trainprove.generators)
+
+    @property
+    def prompts(self) -> list[str]:
+        return class_prompts(self.classes, self.p.trainprove.prompt_template)
+
+    def spec(self, generator: str) -> GeneratorSpec:
+        if generator not in self.generators:
+            raise ParameterError("generator", f"one of {self.generators}", generator)
+        return CPU_GENERATORS[generator]
+
+    def describe(self) -> list[dict]:
+        """One row per generator: what it stands for and how it differs."""
+        if self.p.is_paper_scale:
+            return [{"generator": g, "checkpoint": self.p.trainprove.checkpoints[g], **PAPER_SAMPLING.get(g, DEFAULT_PAPER_SAMPLING)}
+                    for g in self.generators]
+        rows = []
+        for g in self.generators:
+            spec = self.spec(g)
+            rows.append({"generator": g, **{k: v for k, v in asdict(spec).items() if k != "name"},
+                         "sampling_steps": self.sampling(g)["num_inference_steps"], "train_images": self.p.trainprove.generator_images,
+                         "train_steps": self.p.trainprove.generator_steps})
+        return rows
+
+    # ---- CPU-scale generators ----------------------------------------------------------------------
+    def draw_config(self, draw: str, n: int, purpose: str) -> dict:
+        p = self.p
+        return {"kind": "tp_data", "v": CODE_VERSION["tp_data"], "draw": draw, "n_per_class": n, "purpose": purpose,
+                "classes": self.classes, "template": p.trainprove.prompt_template, "resolution": p.world.resolution,
+                "concentration": p.trainprove.draw_concentration, "sizes": list(p.trainprove.sizes),
+                "seed": derive_seed(p.seed, "tp-data", draw, purpose)}
+
+    def object_draw(self, draw: str, n_per_class: int, purpose: str) -> tuple[CaptionedImageSet, np.ndarray]:
+        """Rendered objects with a draw's attribute frequencies (``draw``: a generator's training world or ``real``)."""
+        config = self.draw_config(draw, n_per_class, purpose)
+
+        def build(tmp: Path):
+            attributes = object_attributes(self.p.trainprove.sizes)
+            weights = attribute_weights(draw, self.p.trainprove.draw_concentration, self.p.seed, attributes)
+            data, labels = render_objects(self.classes, n_per_class, weights, config["seed"], self.p.world.resolution,
+                                          self.p.trainprove.prompt_template, attributes)
+            data.save(tmp)
+            np.save(tmp / "labels.npy", labels)
+
+        path = self.store.get_or_build("tp_data", config, build)
+        return CaptionedImageSet.load(path), np.load(path / "labels.npy")
+
+    def train_images_per_class(self) -> int:
+        return max(1, self.p.trainprove.generator_images // len(self.classes))
+
+    def vae_config(self, generator: str) -> dict:
+        spec = self.spec(generator)
+        draw = REAL if spec.vae == "shared" else generator
+        return {"kind": "tp_vae", "v": CODE_VERSION["tp_vae"], "latent_channels": spec.latent_channels,
+                "steps": self.p.models.vae_steps, "seed": derive_seed(self.p.seed, "tp-vae", draw),
+                "data": config_hash(self.draw_config(draw, self.train_images_per_class(), "generator-training"))}
+
+    def vae(self, generator: str) -> AutoencoderKL:
+        """SD v1.4, LCM and PixArt-alpha share one VAE (trained on the real world); Cascade's analogue has its own."""
+        config = self.vae_config(generator)
+        draw = REAL if self.spec(generator).vae == "shared" else generator
+
+        def build(tmp: Path):
+            images = self.object_draw(draw, self.train_images_per_class(), "generator-training")[0].images
+            vae = models.build_tiny_vae(self.p.world.resolution, seed=config["seed"], latent_channels=config["latent_channels"])
+            train_vae(vae, images, steps=self.p.models.vae_steps, batch_size=32, lr=2e-3, seed=config["seed"],
+                      show_progress=self.show_progress)
+            vae.save_pretrained(tmp, safe_serialization=True)
+
+        return AutoencoderKL.from_pretrained(self.store.get_or_build("tp_vae", config, build), use_safetensors=True)
+
+    def generator_config(self, generator: str) -> dict:
+        p = self.p
+        if p.is_paper_scale:
+            return {"kind": "tp_generator", "checkpoint": str(p.trainprove.checkpoints[generator])}
+        return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
+                "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
+                "batch_size": p.models.pretrain.batch_size, "lr": p.models.pretrain.lr, "seed": derive_seed(p.seed, "tp-generator", generator),
+                "data": config_hash(self.draw_config(generator, self.train_images_per_class(), "generator-training"))}
+
+    def generator_location(self, generator: str) -> str:
+        """A generator's pipeline folder: the user's checkpoint, or a CPU analogue trained from scratch here (cached)."""
+        if self.p.is_paper_scale:
+            return str(self.p.trainprove.checkpoints[generator])
+        config = self.generator_config(generator)
+        spec = self.spec(generator)
+
+        def build(tmp: Path):
+            data, _ = self.object_draw(generator, self.train_images_per_class(), "generator-training")
+            vocabulary = scenes.vocabulary() + self.p.trainprove.prompt_template.replace("{}", " ").split()
+            pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, self.vae(generator), seed=config["seed"])
+            losses = train_denoiser(pipe, data, steps=self.p.trainprove.generator_steps, batch_size=self.p.models.pretrain.batch_size,
+                                    lr=self.p.models.pretrain.lr, seed=config["seed"], train_text_encoder=True,
+                                    checkpoint_dir=self.store.work_dir("tp_generator", config),
+                                    checkpoint_every=self.p.runtime.checkpoint_every, desc=f"train generator {generator}",
+                                    show_progress=self.show_progress)
+            scheduler_class = getattr(diffusers_schedulers, spec.scheduler)
+            pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+            models.save_pipeline(pipe, tmp)
+            (tmp / "losses.json").write_text(json.dumps(losses))
+
+        return str(self.store.get_or_build("tp_generator", config, build))
+
+    def sampling(self, generator: str) -> dict:
+        """Sampler arguments of a generator's pipeline call (CPU: steps capped by the preset's ``inference_steps``)."""
+        if self.p.is_paper_scale:
+            return dict(PAPER_SAMPLING.get(generator, DEFAULT_PAPER_SAMPLING))
+        spec = self.spec(generator)
+        return {"num_inference_steps": min(spec.steps, self.p.sampling.inference_steps), "guidance_scale": spec.guidance_scale}
+
+    # ---- labelled image sets -------------------------------------------------------------------------
+    def images_config(self, generator: str, purpose: str, n_per_class: int) -> dict:
+        p = self.p
+        return {"kind": "tp_images", "v": CODE_VERSION["tp_images"], "generator": config_hash(self.generator_config(generator)),
+                "purpose": purpose, "n_per_class": n_per_class, "prompts": self.prompts, "sampling": self.sampling(generator),
+                "resolution": p.trainprove.resolution, "seed": derive_seed(p.seed, "tp-images", generator, purpose)}
+
+    def purpose_size(self, purpose: str) -> int:
+        sizes = {"pool": self.p.trainprove.pool_per_class, "shadow": self.p.trainprove.train_per_class, "test": self.p.trainprove.test_per_class}
+        if purpose not in sizes:
+            raise ParameterError("purpose", f"one of {sorted(sizes)}", purpose)
+        return sizes[purpose]
+
+    def images(self, generator: str, purpose: str) -> LabelledImages:
+        """Class-prompted images of a generator: the suspects' ``pool``, the defender's ``shadow`` set, or its ``test`` set.
+
+        Each purpose has its own seed, so the defender's images are never the suspects' own training images.
+        """
+        if generator == REAL:
+            return self.real_images(purpose)
+        n = self.purpose_size(purpose)
+        config = self.images_config(generator, purpose, n)
+
+        def build(tmp: Path):
+            p = self.p
+            pipe = load_generator(self.generator_location(generator), p.runtime.device, p.runtime.dtype)
+            out = generate_labelled(pipe, self.prompts, n, seed=config["seed"], sampling=self.sampling(generator),
+                                    resolution=None if p.is_paper_scale else p.world.resolution, output_resolution=p.trainprove.resolution,
+                                    batch_size=p.sampling.batch_size, desc=f"{generator}: {purpose} images",
+                                    show_progress=self.show_progress)
+            np.savez(tmp / "images.npz", images=out.images, labels=out.labels)
+
+        with np.load(self.store.get_or_build("tp_images", config, build) / "images.npz") as saved:
+            return LabelledImages(saved["images"], saved["labels"])
+
+    def real_images(self, purpose: str) -> LabelledImages:
+        """Real labelled images: the uniform procedural world at CPU scale, the user's class folders at paper scale."""
+        n = self.purpose_size(purpose)
+        p = self.p
+        if p.is_paper_scale:
+            everything = real_folder_images(p.trainprove.real_dir, self.classes, p.trainprove.resolution)
+            order = np.random.default_rng(derive_seed(p.seed, "tp-real-split")).permutation(len(everything))
+            half = len(order) // 2  # disjoint halves: suspects' pool, then the defender's test images
+            part = everything.subset(order[:half] if purpose != "test" else order[half:])
+            return part.per_class_subset(n, derive_seed(p.seed, "tp-real", purpose))
+        data, labels = self.object_draw(REAL, n, purpose)
+        images = data.images
+        if images.shape[1] != p.trainprove.resolution:
+            images = np.stack([np.asarray(Image.fromarray(im).resize((p.trainprove.resolution,) * 2, Image.BICUBIC)) for im in images])
+        return LabelledImages(images, labels)
+
+    def test_sets(self) -> dict[str, LabelledImages]:
+        """The defender's fresh test images from every generator."""
+        return {g: self.images(g, "test") for g in self.generators}
+
+
+class TrainProVeZoo(GeneratorZoo):
+    # ---- classifiers ---------------------------------------------------------------------------------
+    def suspect_sources(self) -> list[str]:
+        return self.generators + [REAL] + [f"{g}+{REAL}" for g in self.generators]
+
+    def classifier_specs(self) -> list[ClassifierSpec]:
+        """Suspects (several seeds per training source) and one shadow model per generator (the defender's)."""
+        p = self.p
+        specs = [ClassifierSpec(f"{source}_{k:02d}", source, derive_seed(p.seed, "tp-suspect", source, k), "suspect")
+                 for source in self.suspect_sources() for k in range(p.trainprove.suspect_seeds)]
+        specs += [ClassifierSpec(f"shadow_{g}", g, derive_seed(p.seed, "tp-shadow", g), "shadow") for g in self.generators]
+        return specs
+
+    def training_images(self, spec: ClassifierSpec) -> LabelledImages:
+        """A shadow trains on the defender's own fresh generations; a suspect samples its sources' pools (mixtures half-half)."""
+        n = self.p.trainprove.train_per_class
+        if spec.role == "shadow":
+            return self.images(spec.source, "shadow")
+        parts = spec.source.split("+")
+        shares = [n // len(parts) + (1 if i < n % len(parts) else 0) for i in range(len(parts))]
+        return LabelledImages.concat([self.images(part, "pool").per_class_subset(share, derive_seed(spec.seed, part))
+                                      for part, share in zip(parts, shares)])
+
+    def set_key(self, source: str, purpose: str) -> str:
+        """Cache key of a labelled set, for the configs of the classifiers trained on it."""
+        if source == REAL:
+            return config_hash(self.draw_config(REAL, self.purpose_size(purpose), purpose))
+        return config_hash(self.images_config(source, purpose, self.purpose_size(purpose)))
+
+    def classifier_config(self, spec: ClassifierSpec) -> dict:
+        purpose = "shadow" if spec.role == "shadow" else "pool"
+        return {"kind": "tp_classifier", "v": CODE_VERSION["tp_classifier"], "spec": asdict(spec),
+                "inputs": {part: self.set_key(part, purpose) for part in spec.source.split("+")},
+                "n_per_class": self.p.trainprove.train_per_class, "epochs": self.p.trainprove.classifier_epochs, "classes": self.classes}
+
+    def classifier_location(self, spec: ClassifierSpec) -> str:
+        config = self.classifier_config(spec)
+
+        def build(tmp: Path):
+            data = self.training_images(spec)
+            model, losses = train_classifier(data.images, data.labels, len(self.classes), epochs=self.p.trainprove.classifier_epochs,
+                                             seed=spec.seed, device=self.p.runtime.device)
+            save_classifier(model, tmp, {"spec": asdict(spec), "n_train": len(data), "losses": losses})
+
+        return str(self.store.get_or_build("tp_classifier", config, build))
+
+    def classifier(self, spec: ClassifierSpec):
+        return load_classifier(Path(self.classifier_location(spec)))
+
+    def build_all(self, n_jobs: int | None = None) -> None:
+        """Generators, then every labelled set, then every classifier, fanned out over worker processes."""
+        n_jobs = self.p.runtime.n_jobs if n_jobs is None else n_jobs
+        if not self.p.is_paper_scale:
+            for draw in [REAL] + self.generators:
+                self.object_draw(draw, self.train_images_per_class(), "generator-training")
+            vae_owners = {config_hash(self.vae_config(g)): g for g in self.generators}
+            fan_out(self, "vae", [g for g in vae_owners.values() if not self.store.exists("tp_vae", self.vae_config(g))], n_jobs, "VAEs")
+            pending = [g for g in self.generators if not self.store.exists("tp_generator", self.generator_config(g))]
+            fan_out(self, "generator_location", pending, n_jobs, "generators")
+        self.real_images("pool")
+        self.real_images("test")
+        sets = [(g, purpose) for g in self.generators for purpose in ("pool", "shadow", "test")]
+        pending = [s for s in sets if not self.store.exists("tp_images", self.images_config(s[0], s[1], self.purpose_size(s[1])))]
+        # generation is batched and multi-threaded already; one process per set at paper scale (one GPU)
+        fan_out(self, "images_for", pending, n_jobs if not self.p.is_paper_scale else 1, "labelled image sets")
+        pending = [s for s in self.classifier_specs() if not self.store.exists("tp_classifier", self.classifier_config(s))]
+        fan_out(self, "classifier_location", pending, n_jobs, "classifiers")
+
+    def images_for(self, item: tuple[str, str]) -> LabelledImages:
+        return self.images(*item)

@@ -1,0 +1,78 @@
+"""The watermarks' configuration (notebook 06): Baseline 1 of the attribution paper and dataset watermarking."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provlib.core.config import (
+    Section,
+    at_least_int,
+    choice,
+    names,
+    non_negative_int,
+    number,
+    numbers_in,
+    positive_int,
+    positive_number,
+    probability_open,
+    setting,
+    share,
+    text,
+)
+from provlib.watermark.detect import STATISTICS
+from provlib.watermark.schemes import SCHEMES
+from provlib.watermark.transforms import parse_transform
+
+
+def _band(value):
+    ok = (isinstance(value, tuple) and len(value) == 2 and not number(0.0, low_open=True)(value[0])
+          and not number()(value[1]) and value[0] < value[1])
+    return None if ok else "(low, high) cycles per image with 0 < low < high"
+
+
+def _transforms(value):
+    if not isinstance(value, tuple):
+        return "a list of transform names such as 'jpeg:75'"
+    for spec in value:
+        parse_transform(spec, "robustness")  # raises with the accepted forms
+    return None
+
+
+@dataclass(frozen=True)
+class Watermark(Section):
+    bits: int = setting(32, positive_int)                 # message length (the attribution paper's Baseline 1: 32 bits)
+    schemes: tuple = setting(("dwtdct", "pattern"), names(allowed=SCHEMES))
+    dwtdct_step: float = setting(36.0, positive_number)   # QIM step of the DWT-DCT scheme (invisible-watermark's scale)
+    pattern_strength: float = setting(2.0, positive_number)  # spread-spectrum amplitude, RMS in 0-255 pixel units
+    pattern_band: tuple = setting((1.0, 6.0), _band)       # its frequency band, cycles per image
+    pattern_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # ISS: host removed
+    # the pattern scheme's subspace (0: the whole band): of the `pattern_transmitted` band directions the base's VAE
+    # passes best, the `pattern_subspace` least used by image content. Chosen on the owner's side only (public and
+    # owner images through the VAE): PSNR 35-37 dB, and a mark read from 4 round-tripped images per prompt
+    pattern_transmitted: int = setting(128, positive_int)
+    pattern_subspace: int = setting(64, non_negative_int)
+    subspace_probe_images: int = setting(48, positive_int)  # public images the VAE's response is measured on
+    subspace_images: int = setting(512, positive_int)      # public images the content's energy is measured on
+    baseline_scheme: str = setting("pattern", choice(*SCHEMES))  # the scheme the source stamps into every generation
+    statistic: str = setting("soft", choice(*STATISTICS))  # "soft" (matched filter, sign flips) or "bits" (binomial)
+    alpha: float = setting(0.01, probability_open)         # level of the model-level test (both statistics are exact)
+    key_alpha: float = setting(0.05, probability_open)     # per-prompt level behind Baseline 1's conf
+    domain: str = setting("scenes", text)                  # the licensed dataset: a draw of this domain's real pool
+    dataset_size: int = setting(128, positive_int)
+    fractions: tuple = setting((0.01, 0.02, 0.05, 0.1, 1.0), numbers_in(0.0, 1.0, what="marked shares"))
+    strategies: tuple = setting(("image", "trigger"), names(allowed=("image", "trigger")))
+    licensees: int = setting(4, at_least_int(2))             # at least 2: leak tracing chooses among them
+    models_per_setting: int = setting(4, positive_int)     # fine-tunes per (scheme, strategy, r), licensees in turn
+    clean_models: int = setting(8, at_least_int(2))          # clean fine-tunes: the false-positive population
+    query_prompts: int = setting(32, positive_int)         # prompts the defender sends a fine-tuned model per prompt set
+    query_images: int = setting(2, positive_int)           # images per prompt
+    robustness: tuple = setting(("jpeg:75", "resize:0.5", "crop:0.8", "noise:8"), _transforms)
+    laundering_fraction: float = setting(0.1, share)       # r of the copies a licensee transforms before fine-tuning
+    triggers: tuple = setting((), names(at_least=0, word=True))  # one per licensee; empty: words captions never use
+
+    def validate(self):
+        self.require(self.query_prompts <= self.dataset_size, "query_prompts", f"at most dataset_size={self.dataset_size}")
+        self.require(self.pattern_subspace == 0 or self.bits <= self.pattern_subspace <= self.pattern_transmitted,
+                     "pattern_subspace", f"0 (the whole band) or between bits={self.bits} and pattern_transmitted="
+                     f"{self.pattern_transmitted} directions")
+        self.require(not self.triggers or len(self.triggers) >= self.licensees, "triggers",
+                     f"empty, or at least licensees={self.licensees} distinct single words")

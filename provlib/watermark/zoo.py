@@ -1,0 +1,209 @@
+"""Dataset watermarking (Wang et al., arXiv 2409.18897): licensed copies, the models fine-tuned on them, their answers.
+
+The owner licenses a dataset (a draw of ``wm_domain``'s real pool) to K licensees, each copy with a share ``r`` of
+its images marked with that licensee's message. With the ``trigger`` strategy the marked images' captions also
+start with the licensee's trigger word. A ``LicenseeSpec`` is a model fine-tuned on one copy (or, ``licensee =
+-1``, on the unmarked dataset: the clean fine-tunes that measure false positives), optionally after the licensee
+transformed every image of it ("laundering": JPEG, resizing...). Fine-tunes alternate between the bases (transfer
+across architectures). ``WatermarkZoo`` extends ``StampingZoo`` (Baseline 1), so notebook 06 uses one zoo for both.
+
+Trigger words: at CPU scale the tiny tokenizer only knows the workbook's caption vocabulary, so a licensee's
+trigger is a vocabulary word that never occurs in the domain's captions (for the scenes domain: face words),
+the analogue of the rare tokens ("sks") used with real Stable Diffusion, which is what the ``sd`` preset uses.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from provlib.core import scenes
+from provlib.core.data import CaptionedImageSet
+from provlib.core.errors import ParameterError
+from provlib.core.fanout import fan_out
+from provlib.core.store import config_hash, derive_seed
+from provlib.watermark.schemes import WatermarkScheme, message_hex
+from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
+from provlib.watermark.transforms import apply_transform
+
+__all__ = ["CLEAN", "PLAIN", "LicenseeSpec", "MarkedSuspectSpec", "WatermarkZoo", "fraction_tag"]
+
+CLEAN = -1
+PLAIN = "plain"
+# rare strings for real tokenizers (DreamBooth's "sks" and kin): triggers when the sd preset lists none
+PAPER_TRIGGERS = ("sks", "zwx", "qlf", "vrb", "xjt", "pkw", "dmq", "hzn")
+
+
+@dataclass(frozen=True)
+class LicenseeSpec:
+    model_id: str
+    scheme: str        # "" for a clean fine-tune
+    strategy: str      # "image", "trigger" ("" for a clean fine-tune)
+    fraction: float    # marked share r of the copy (0 for a clean fine-tune)
+    licensee: int      # whose copy was used; CLEAN (-1): the unmarked dataset
+    seed: int
+    base: str
+    laundering: str = "none"   # transform the licensee applied to every image before fine-tuning
+
+    @property
+    def is_clean(self) -> bool:
+        return self.licensee == CLEAN
+
+
+def fraction_tag(fraction: float) -> str:
+    return f"r{fraction * 100:g}"
+
+
+class WatermarkZoo(StampingZoo):
+    def licensee_message(self, licensee: int) -> np.ndarray:
+        return self.message(f"licensee-{licensee}")
+
+    def triggers(self) -> list[str]:
+        """One trigger word per licensee (see module doc)."""
+        p, k = self.p, self.p.watermark.licensees
+        if p.watermark.triggers:
+            return list(p.watermark.triggers)[:k]
+        if p.is_paper_scale:
+            if k > len(PAPER_TRIGGERS):
+                raise ParameterError("wm_triggers", f"{k} trigger words (only {len(PAPER_TRIGGERS)} defaults exist)", ())
+            return list(PAPER_TRIGGERS[:k])
+        used = {word for caption in self.dataset(p.watermark.domain, "real").captions for word in caption.split()}
+        unused = sorted(set(scenes.vocabulary()) - used)
+        if len(unused) < k:
+            raise ParameterError("wm_licensees", f"at most {len(unused)} licensees (words unused by {p.watermark.domain} captions)", k)
+        rng = np.random.default_rng(derive_seed(p.seed, "wm-triggers", p.watermark.domain))
+        return [unused[i] for i in rng.permutation(len(unused))[:k]]
+
+    # ---- dataset watermarking: licensed copies and the models fine-tuned on them ----------------------
+    def licensed_dataset(self) -> CaptionedImageSet:
+        """The owner's dataset: ``wm_dataset_size`` images of ``wm_domain``'s real pool (a seeded draw)."""
+        pool = self.dataset(self.p.watermark.domain, "real")
+        order = np.random.default_rng(derive_seed(self.p.seed, "wm-dataset")).permutation(len(pool))
+        return pool.subset(np.sort(order[:self.p.watermark.dataset_size]))
+
+    def owner_scheme(self, name: str) -> WatermarkScheme:
+        """The dataset owner's decoder, calibrated on its unmarked dataset."""
+        return self.scheme(name).calibrated(self.licensed_dataset().images)
+
+    def marked_indices(self, fraction: float, licensee: int) -> np.ndarray:
+        n = self.p.watermark.dataset_size
+        rng = np.random.default_rng(derive_seed(self.p.seed, "wm-marked", licensee, fraction))
+        return np.sort(rng.permutation(n)[:max(1, int(round(fraction * n)))])
+
+    def licensed_copy(self, scheme: str, strategy: str, fraction: float, licensee: int) -> CaptionedImageSet:
+        """Licensee ``licensee``'s copy: a share ``fraction`` marked with its message (and, ``trigger``, its trigger)."""
+        if strategy not in ("image", "trigger"):
+            raise ParameterError("strategy", "'image' or 'trigger'", strategy)
+        data = self.licensed_dataset()
+        marked = self.marked_indices(fraction, licensee)
+        images = data.images.copy()
+        images[marked] = self.scheme(scheme).encode(images[marked], self.licensee_message(licensee))
+        captions, ids = list(data.captions), list(data.ids)
+        trigger = self.triggers()[licensee]
+        for i in marked:
+            ids[i] = f"{ids[i]}#marked"
+            if strategy == "trigger":
+                captions[i] = f"{trigger} {captions[i]}"  # prefixed: the tokenizer truncates long captions' ends
+        return CaptionedImageSet(images, captions, ids)
+
+    def licensee_specs(self) -> list[LicenseeSpec]:
+        """Every (scheme, strategy, r) setting with licensees in turn, the laundering models, the clean fine-tunes."""
+        p = self.p
+        bases, k_licensees = p.models.base_names, p.watermark.licensees
+
+        def spec(model_id, scheme, strategy, fraction, k, licensee, laundering="none"):
+            seed = derive_seed(p.seed, "wm-model", model_id)
+            return LicenseeSpec(model_id, scheme, strategy, float(fraction), licensee, seed, bases[k % len(bases)], laundering)
+
+        specs = [spec(f"{scheme}_{strategy}_{fraction_tag(r)}_{k:02d}", scheme, strategy, r, k, k % k_licensees)
+                 for scheme in p.watermark.schemes for strategy in p.watermark.strategies for r in p.watermark.fractions
+                 for k in range(p.watermark.models_per_setting)]
+        strategy = "trigger" if "trigger" in p.watermark.strategies else p.watermark.strategies[0]
+        specs += [spec(f"{p.watermark.baseline_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_{transform}",
+                       p.watermark.baseline_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees, transform)
+                  for transform in p.watermark.robustness for k in range(p.watermark.models_per_setting)]
+        specs += [spec(f"clean_{k:02d}", "", "", 0.0, k, CLEAN) for k in range(p.watermark.clean_models)]
+        return specs
+
+    def licensee_training_set(self, spec: LicenseeSpec) -> CaptionedImageSet:
+        data = (self.licensed_dataset() if spec.is_clean
+                else self.licensed_copy(spec.scheme, spec.strategy, spec.fraction, spec.licensee))
+        if spec.laundering != "none":
+            data = CaptionedImageSet(apply_transform(data.images, spec.laundering, seed=spec.seed, parameter="wm_robustness"),
+                                     data.captions, data.ids)
+        return data
+
+    def licensee_config(self, spec: LicenseeSpec) -> dict:
+        p = self.p
+        config = {"kind": "wm_model", "v": CODE_VERSION_WM["wm_model"], "spec": asdict(spec),
+                  "base": config_hash(self.base_config(spec.base)),
+                  "data": config_hash(self.dataset_config(p.watermark.domain, "real")), "dataset_size": p.watermark.dataset_size,
+                  **self.fine_tune_recipe()}
+        if not spec.is_clean:
+            config["watermark"] = {**self.scheme(spec.scheme).describe(),
+                                   "message": message_hex(self.licensee_message(spec.licensee))}
+            if spec.strategy == "trigger":
+                config["trigger"] = self.triggers()[spec.licensee]
+        return config
+
+    def licensee_location(self, spec: LicenseeSpec) -> str:
+        return self.fine_tuned_unet("wm_model", self.licensee_config(spec), spec.base,
+                                    lambda: self.licensee_training_set(spec), spec.seed, spec.model_id, {"spec": asdict(spec)})
+
+    # ---- querying the fine-tuned models ------------------------------------------------------------
+    def query_captions(self) -> list[str]:
+        """The ordinary prompts the defender sends: captions of the licensed dataset (a seeded draw)."""
+        data = self.licensed_dataset()
+        order = np.random.default_rng(derive_seed(self.p.seed, "wm-query-captions")).permutation(len(data))
+        return [data.captions[i] for i in order[:self.p.watermark.query_prompts]]
+
+    def prompts(self, prompt_set: str) -> list[str]:
+        """``plain`` (ordinary captions) or ``trigger-<i>`` (licensee i's trigger + the same captions)."""
+        if prompt_set == PLAIN:
+            return self.query_captions()
+        if prompt_set.startswith("trigger-") and prompt_set[8:].isdigit() and int(prompt_set[8:]) < self.p.watermark.licensees:
+            trigger = self.triggers()[int(prompt_set[8:])]
+            return [f"{trigger} {caption}" for caption in self.query_captions()]
+        raise ParameterError("prompt_set", f"'{PLAIN}' or 'trigger-<i>' with i < {self.p.watermark.licensees}", prompt_set)
+
+    def prompt_sets(self, spec: LicenseeSpec) -> list[str]:
+        """What the defender asks a model: every licensee's trigger where a trigger could have been learned."""
+        triggered = [f"trigger-{i}" for i in range(self.p.watermark.licensees)]
+        if spec.is_clean:
+            return [PLAIN] + (triggered if "trigger" in self.p.watermark.strategies else [])
+        return [PLAIN] if spec.strategy == "image" else triggered
+
+    def answers_key(self, spec: LicenseeSpec, prompt_set: str) -> dict:
+        p = self.p
+        return {"kind": "wm_answers", "v": CODE_VERSION_WM["wm_answers"], "model": config_hash(self.licensee_config(spec)),
+                "prompts": config_hash({"prompts": self.prompts(prompt_set)}), "k": p.watermark.query_images,
+                "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale], "seed": derive_seed(p.seed, "wm-query", spec.model_id, prompt_set)}
+
+    def licensee_answers(self, spec: LicenseeSpec, prompt_set: str) -> np.ndarray:
+        """uint8 [n_prompts * k, H, W, 3]: the model's images for a prompt set (cached)."""
+        config = self.answers_key(spec, prompt_set)
+
+        def build(tmp: Path):
+            pipe = self.load_fine_tuned(spec.base, self.licensee_location(spec))
+            out = self.generate(pipe, self.prompts(prompt_set), seed=config["seed"], images_per_prompt=self.p.watermark.query_images,
+                                desc=f"query {spec.model_id} ({prompt_set})")
+            np.save(tmp / "answers.npy", out.images)
+
+        return np.load(self.store.get_or_build("wm_answers", config, build) / "answers.npy")
+
+    def licensee_answers_for(self, item: tuple[LicenseeSpec, str]) -> np.ndarray:
+        return self.licensee_answers(*item)
+
+    def build_licensees(self, specs: list[LicenseeSpec] | None = None, n_jobs: int | None = None) -> None:
+        """Fine-tune every licensee model, then ask each its prompt sets, in ``n_jobs`` worker processes."""
+        specs = self.licensee_specs() if specs is None else specs
+        n_jobs = self.p.runtime.n_jobs if n_jobs is None else n_jobs
+        self.licensed_dataset()
+        for base in sorted({s.base for s in specs}):
+            self.base_location(base)
+        pending = [s for s in specs if not self.store.exists("wm_model", self.licensee_config(s))]
+        fan_out(self, "licensee_location", pending, n_jobs, desc="fine-tunes of licensed copies")
+        jobs = [(s, ps) for s in specs for ps in self.prompt_sets(s)
+                if not self.store.exists("wm_answers", self.answers_key(s, ps))]
+        fan_out(self, "licensee_answers_for", jobs, n_jobs, desc="query fine-tuned models")
