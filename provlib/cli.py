@@ -1,28 +1,39 @@
 """The command line: ``python -m provlib run --preset cpu`` executes the numbered notebooks headless with papermill.
 
-Executed copies go to ``outputs/notebooks/<preset>/`` (git-ignored). Wall time, peak memory (summed
-over the kernel and its worker processes, sampled every second) and how many finished artifacts the
-cache held at the start (0 = cold) are appended to ``data/results/workbook_runs.csv``, so the README's
-figures come from a real run.
+``-p key=value`` (repeatable) and ``--parameters FILE.yaml`` set preset fields (flat or dotted names, see
+``provlib.presets``) or a notebook's own parameters; everything is validated before the first notebook starts.
+Executed copies go to ``outputs/<preset>/notebooks/`` (git-ignored); results and figures go where the preset's run
+writes them (``data/results/`` and ``figures/`` for ``cpu`` only, ``outputs/<preset>/`` otherwise) or under
+``--output-dir``. Wall time, peak memory (summed over the kernel and its worker processes, sampled every second)
+and how many finished artifacts the cache held at the start (0 = cold) are appended to ``workbook_runs.csv``, so
+the README's figures come from a real run. Headless, every cell start and the long loops' progress are printed
+with the elapsed time.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import datetime
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import papermill
 import psutil
+import yaml
 
-from provlib.core.paths import REPO_ROOT, cache_dir, results_dir
+from provlib.core.errors import ParameterError
+from provlib.core.paths import REPO_ROOT, cache_dir, outputs_dir, results_dir
 from provlib.core.store import MARKER, atomic_write_text
-from provlib.presets import PRESETS
+from provlib.presets import PRESETS, load_preset, resolve_name
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+TRAINPROVE_NOTEBOOKS = {"07"}  # the others read the attribution inputs (data folders, base checkpoints)
 
 
 class PeakMemory:
@@ -60,32 +71,160 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
+def notebook_parameters(notebook: Path) -> dict:
+    """The names and defaults of a notebook's ``parameters`` cell: what ``-p`` may set besides preset fields."""
+    cell = next(c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    found = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = ast.literal_eval(node.value)
+    return found
+
+
+def plan(preset: str, selected: list[Path], parameters: dict | None) -> tuple[dict, dict[str, dict]]:
+    """Split ``parameters`` into preset overrides and each notebook's own parameters, and validate both up front.
+
+    Returns (overrides, papermill parameters per notebook name). Raises ``ParameterError`` naming the first
+    parameter that no preset field and no selected notebook takes, or a value the preset refuses.
+    """
+    if preset not in PRESETS:
+        raise ParameterError("preset", f"one of {sorted(PRESETS)}", preset)
+    parameters = dict(parameters or {})
+    overrides = dict(parameters.pop("overrides", None) or {})
+    declared = {nb.name: notebook_parameters(nb) for nb in selected}
+    for key in list(parameters):
+        if key == "preset":
+            raise ParameterError("preset", "given with --preset, not as -p preset=...", parameters[key])
+        if any(key in names for names in declared.values()):
+            continue
+        try:
+            resolve_name(key)
+        except ParameterError:
+            known = sorted({n for names in declared.values() for n in names} - {"preset", "overrides"})
+            raise ParameterError(key, f"a preset field (see provlib.presets.FLAT_NAMES) or a parameter of the selected "
+                                 f"notebooks, one of {known}") from None
+        overrides[key] = parameters.pop(key)
+    if preset == "sd-rehearsal":
+        from provlib.rehearsal import (
+            rehearsal_inputs,  # builds tiny local checkpoints and folders once
+        )
+        overrides = {**rehearsal_inputs(cache_dir() / "rehearsal-inputs"), **overrides}
+    numbers = {nb.name[:2] for nb in selected}
+    if numbers - TRAINPROVE_NOTEBOOKS:
+        load_preset(preset, inputs_for="attribution", **overrides)
+    if numbers & TRAINPROVE_NOTEBOOKS:
+        load_preset(preset, inputs_for="trainprove", **overrides)
+    per_notebook = {nb.name: {"preset": preset, "overrides": overrides,
+                              **{k: v for k, v in parameters.items() if k in declared[nb.name]}} for nb in selected}
+    return overrides, per_notebook
+
+
+class ElapsedFormatter(logging.Formatter):
+    """Log lines prefixed with the time since the notebook started (``[12:34]``)."""
+
+    def __init__(self):
+        super().__init__("%(message)s")
+        self.start = time.time()
+
+    def format(self, record):
+        minutes, seconds = divmod(int(record.created - self.start), 60)
+        return f"[{minutes:02d}:{seconds:02d}] " + super().format(record).rstrip()
+
+
+@contextlib.contextmanager
+def headless_logging(enabled: bool):
+    """Print papermill's cell starts and the kernel's output (progress bars included) while a notebook runs."""
+    if not enabled:
+        yield
+        return
+    logger, handler = logging.getLogger("papermill"), logging.StreamHandler()
+    handler.setFormatter(ElapsedFormatter())
+    previous = (logger.level, logger.propagate, os.environ.get("PROVLIB_HEADLESS"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    os.environ["PROVLIB_HEADLESS"] = "1"
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous[0])
+        logger.propagate = previous[1]
+        if previous[2] is None:
+            os.environ.pop("PROVLIB_HEADLESS", None)
+        else:
+            os.environ["PROVLIB_HEADLESS"] = previous[2]
+
+
+@contextlib.contextmanager
+def redirected_outputs(output_dir: Path | None):
+    """With ``--output-dir``, results and figures go to ``<dir>/results`` and ``<dir>/figures``."""
+    if output_dir is None:
+        yield
+        return
+    saved = {var: os.environ.get(var) for var in ("PROVLIB_RESULTS_DIR", "PROVLIB_FIGURES_DIR")}
+    os.environ["PROVLIB_RESULTS_DIR"] = str(Path(output_dir) / "results")
+    os.environ["PROVLIB_FIGURES_DIR"] = str(Path(output_dir) / "figures")
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 def run(preset: str, only: list[str] | None = None, output_dir: Path | None = None, log: bool = True,
         parameters: dict | None = None) -> pd.DataFrame:
-    if preset not in PRESETS:
-        raise SystemExit(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
-    output_dir = Path(output_dir or REPO_ROOT / "outputs" / "notebooks" / preset)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Execute the selected notebooks in order; ``parameters`` are preset fields and notebook parameters."""
+    selected = notebooks(only)
+    if only and len(selected) != len(set(only)):
+        raise ParameterError("only", f"notebook numbers among {[nb.name[:2] for nb in notebooks()]}", only)
+    _, per_notebook = plan(preset, selected, parameters)
+    executed_dir = Path(output_dir) / "notebooks" if output_dir else outputs_dir(preset) / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for notebook in notebooks(only):
-        print(f"== {notebook.name} (preset={preset})", flush=True)
-        cached = len(list((cache_dir() / "artifacts").glob("*/*/" + MARKER)))
-        start = time.time()
-        with PeakMemory() as memory:
-            papermill.execute_notebook(str(notebook), str(output_dir / notebook.name), cwd=str(NOTEBOOK_DIR),
-                                       parameters={"preset": preset, **(parameters or {})}, progress_bar=False,
-                                       log_output=log, kernel_name="python3")
-        rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
-                     "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
-                     "cached_artifacts_at_start": cached,
-                     "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-        print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
-    table = pd.DataFrame(rows)
-    # a history: every run is kept, so a cold run's cost stays on record after warm re-runs
-    runs_file = results_dir() / "workbook_runs.csv"
-    history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
-    atomic_write_text(runs_file, history.to_csv(index=False))
+    with redirected_outputs(output_dir), headless_logging(log):
+        for notebook in selected:
+            print(f"== {notebook.name} (preset={preset}) started {datetime.datetime.now():%H:%M:%S}", flush=True)
+            cached = len(list((cache_dir() / "artifacts").glob("*/*/" + MARKER)))
+            start = time.time()
+            with PeakMemory() as memory:
+                papermill.execute_notebook(str(notebook), str(executed_dir / notebook.name), cwd=str(NOTEBOOK_DIR),
+                                           parameters=per_notebook[notebook.name], progress_bar=False,
+                                           log_output=log, kernel_name="python3")
+            rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
+                         "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
+                         "cached_artifacts_at_start": cached,
+                         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+            print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
+        table = pd.DataFrame(rows)
+        # a history: every run is kept, so a cold run's cost stays on record after warm re-runs
+        runs_file = results_dir(preset) / "workbook_runs.csv"
+        history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
+        atomic_write_text(runs_file, history.to_csv(index=False))
     return table
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``key=value`` -> (key, value), the value read as YAML (numbers, lists, dicts, true/false), as papermill's -y."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ParameterError("-p", "key=value, e.g. -p suspect_steps=800", text)
+    return key.strip(), yaml.safe_load(value)
+
+
+def read_parameter_file(path: str) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ParameterError("--parameters", "a readable YAML file of key: value pairs", path) from error
+    if not isinstance(loaded, dict):
+        raise ParameterError("--parameters", "a YAML mapping of key: value pairs", path)
+    return loaded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,18 +232,36 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser(
         "run", help="execute the numbered notebooks headless with papermill",
-        description=f"Execute the numbered notebooks with papermill. Presets: {', '.join(sorted(PRESETS))}. "
-                    f"Notebooks: {', '.join(nb.name for nb in notebooks())}.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Execute the numbered notebooks with papermill.\n\n"
+                    f"presets:   {', '.join(sorted(PRESETS))}\n"
+                    f"notebooks: {', '.join(nb.name for nb in notebooks())}\n\n"
+                    "example (paper scale):\n"
+                    "  python -m provlib run --preset sd -p dataset_dirs='{faces: /data/celeba, scenes: /data/cc3m}' \\\n"
+                    "      -p base_checkpoints='{v1: /models/sd-v1-5, v2: /models/sd-2-1}' --only 01,02,03,04,05")
     run_parser.add_argument("--preset", default="cpu", help=f"one of {sorted(PRESETS)} (default: cpu)")
     run_parser.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,02")
-    run_parser.add_argument("--output-dir", default=None, help="where executed notebooks go")
+    run_parser.add_argument("-p", "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                            help="a preset field (flat or dotted name) or a notebook parameter; YAML value; repeatable")
+    run_parser.add_argument("--parameters", default=None, metavar="FILE.yaml",
+                            help="a YAML file of the same key: value pairs (-p wins on a clash)")
+    run_parser.add_argument("--output-dir", default=None,
+                            help="write executed notebooks, results and figures under this folder")
+    run_parser.add_argument("--quiet", action="store_true", help="print one line per notebook, not its progress")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "run":
-        run(args.preset, [x.strip() for x in args.only.split(",") if x.strip()] or None, args.output_dir)
+        try:
+            parameters = read_parameter_file(args.parameters) if args.parameters else {}
+            parameters.update(dict(parse_assignment(a) for a in args.assignments))
+            only = [x.strip() for x in args.only.split(",") if x.strip()] or None
+            run(args.preset, only, Path(args.output_dir) if args.output_dir else None, log=not args.quiet,
+                parameters=parameters)
+        except ParameterError as error:
+            raise SystemExit(f"python -m provlib run: {error}") from None
 
 
 if __name__ == "__main__":

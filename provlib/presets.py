@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from provlib.attribution.config import Attribution, Discriminator
 from provlib.core.config import (
@@ -42,6 +43,7 @@ from provlib.core.config import (
     any_int,
 )
 from provlib.core.errors import ParameterError
+from provlib.core.paths import HUB_ID
 from provlib.core.source import Source
 from provlib.trainprove.config import TrainProVe, check_trainprove_inputs
 from provlib.watermark.config import Watermark
@@ -248,6 +250,20 @@ PRESETS = {
         wm_pattern_subspace=0,
     ),
 }
+# The sd code path at smoke sizes on the CPU: folder data, checkpoints and generators from local pipeline folders
+# (``provlib.rehearsal`` builds tiny ones), so CI exercises everything the paper-scale run does except the GPU.
+PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(
+    device="cpu", dtype="float32", mixed_precision="no", resolution=32, n_private=24, n_real=32,
+    source_steps=4, source_batch_size=8, suspect_samples=16, suspect_steps=4, suspect_batch_size=8,
+    rho_values=(0.5, 1.0), suspects_per_setting=2, inference_steps=4, guidance_scale=3.0, generation_batch_size=32,
+    checkpoint_every=5, memorization_prompts=8, key_candidates=8, probe_seeds=2, key_count=4, query_images=2,
+    descriptor_steps=5, cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
+    tp_classes=PRESETS["smoke"].trainprove.classes, tp_resolution=32, tp_pool_per_class=6, tp_train_per_class=4,
+    tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
+    wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
+    wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75",), wm_laundering_fraction=0.25,
+)
+PRESETS["sd-rehearsal"] = dataclasses.replace(PRESETS["sd-rehearsal"], name="sd-rehearsal")
 
 
 def load_preset(name: str, *, inputs_for: str = "attribution", **overrides) -> Preset:
@@ -269,14 +285,18 @@ def load_preset(name: str, *, inputs_for: str = "attribution", **overrides) -> P
 
 def check_paper_scale_inputs(p: Preset) -> None:
     """Paper scale needs the user's checkpoints and data folders; say exactly which one is missing."""
-    for domain in sorted(set(p.world.source_domains) | {p.world.base_source_domain}):
-        if domain not in p.world.dataset_dirs:
-            raise ParameterError(f"dataset_dirs['{domain}']", "a folder of images with captions.csv or metadata.jsonl "
-                                 "(faces: CelebA-Dialog-HQ, scenes: CC3M-val)", p.world.dataset_dirs)
+    for domain in sorted(set(p.world.source_domains) | {p.world.base_source_domain, p.watermark.domain}):
+        folder = p.world.dataset_dirs.get(domain)
+        if folder is None or not Path(folder).expanduser().is_dir():
+            raise ParameterError(f"dataset_dirs['{domain}']", "an existing folder of images with captions.csv or "
+                                 "metadata.jsonl (faces: CelebA-Dialog-HQ, scenes: CC3M-val)", folder or p.world.dataset_dirs)
     for base in p.models.base_names:
-        if base not in p.models.base_checkpoints:
+        location = p.models.base_checkpoints.get(base)
+        local = location is not None and (Path(location).expanduser() / "model_index.json").is_file()
+        if not local and not (location and p.models.allow_download and HUB_ID.match(location)):
             raise ParameterError(f"base_checkpoints['{base}']", "a local Stable Diffusion pipeline folder "
-                                 "(with model_index.json) or, with allow_download=True, a hub id", p.models.base_checkpoints)
+                                 "(with model_index.json) or, with allow_download=True, a hub id",
+                                 location or p.models.base_checkpoints)
 
 
 INPUT_CHECKS = {"attribution": check_paper_scale_inputs, "trainprove": check_trainprove_inputs}

@@ -33,7 +33,9 @@ def test_sd_loading_path_round_trips_a_saved_pipeline(tiny_pipe, tmp_path):
     models.save_pipeline(tiny_pipe, tmp_path / "pipe")
     assert list((tmp_path / "pipe" / "unet").glob("*.safetensors")), "weights must be safetensors"
     assert not list((tmp_path / "pipe").rglob("*.bin")) and not list((tmp_path / "pipe").rglob("*.pt"))
-    sd = load_preset("sd", dataset_dirs={"faces": "/f", "scenes": "/s"}, base_checkpoints={"v1": str(tmp_path / "pipe"), "v2": "x/y"})
+    (tmp_path / "faces").mkdir()
+    sd = load_preset("sd", dataset_dirs={"faces": str(tmp_path / "faces"), "scenes": str(tmp_path / "faces")},
+                     base_checkpoints={"v1": str(tmp_path / "pipe"), "v2": str(tmp_path / "pipe")})
     loaded = models.load_pipeline(sd.models.base_checkpoints["v1"], device="cpu", dtype="float32", allow_download=sd.models.allow_download)
     kwargs = dict(seed=5, num_inference_steps=3, show_progress=False)
     a = generate(tiny_pipe, ["a serious face with gray hair"], **kwargs).images

@@ -39,26 +39,46 @@ def test_out_of_range_values_name_the_field(field, value):
         load_preset("cpu", **{field: value})
 
 
-def test_sd_preset_requires_data_and_checkpoints():
+def test_sd_preset_requires_data_and_checkpoints(tmp_path):
+    faces, scenes = tmp_path / "faces", tmp_path / "scenes"
+    faces.mkdir()
+    scenes.mkdir()
     with pytest.raises(ParameterError, match=r"dataset_dirs\['faces'\]"):
         load_preset("sd")
+    with pytest.raises(ParameterError, match=r"dataset_dirs\['scenes'\].*existing folder"):
+        load_preset("sd", dataset_dirs={"faces": str(faces), "scenes": str(tmp_path / "missing")})
     with pytest.raises(ParameterError, match=r"base_checkpoints\['v1'\]"):
-        load_preset("sd", dataset_dirs={"faces": "/x", "scenes": "/y"})
-    sd = load_preset("sd", dataset_dirs={"faces": "/x", "scenes": "/y"}, base_checkpoints={"v1": "/a", "v2": "/b"})
+        load_preset("sd", dataset_dirs={"faces": str(faces), "scenes": str(scenes)})
+    pipelines = {}
+    for base in ("v1", "v2"):
+        (tmp_path / base).mkdir()
+        (tmp_path / base / "model_index.json").write_text("{}")
+        pipelines[base] = str(tmp_path / base)
+    with pytest.raises(ParameterError, match=r"base_checkpoints\['v2'\]"):  # a hub id needs allow_download
+        load_preset("sd", dataset_dirs={"faces": str(faces), "scenes": str(scenes)}, base_checkpoints={**pipelines, "v2": "org/sd"})
+    sd = load_preset("sd", dataset_dirs={"faces": str(faces), "scenes": str(scenes)}, base_checkpoints=pipelines)
     # the paper's fine-tuning hyper-parameters
     assert (sd.suspects.recipe.steps, sd.suspects.recipe.lr, sd.suspects.recipe.batch_size, sd.suspects.samples) == (3000, 2e-6, 2, 500)
     assert sd.runtime.dtype == "float16" and sd.world.resolution == 512
+    assert load_preset("sd", dataset_dirs={"faces": str(faces), "scenes": str(scenes)}, allow_download=True,
+                       base_checkpoints={**pipelines, "v2": "org/sd"}).models.base_checkpoints["v2"] == "org/sd"
 
 
-def test_sd_preset_lists_the_four_trainprove_generators_and_checks_their_checkpoints():
+def test_sd_preset_lists_the_four_trainprove_generators_and_checks_their_checkpoints(tmp_path):
     assert PRESETS["sd"].trainprove.generators == ("sd14", "lcm", "pixart", "cascade")
     with pytest.raises(ParameterError, match=r"tp_checkpoints\['sd14'\]"):
         load_preset("sd", inputs_for="trainprove")
-    four = {name: f"/models/{name}" for name in PRESETS["sd"].trainprove.generators}
+    four = {}
+    for name in PRESETS["sd"].trainprove.generators:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model_index.json").write_text("{}")
+        four[name] = str(tmp_path / name)
     with pytest.raises(ParameterError, match="tp_real_dir"):
         load_preset("sd", inputs_for="trainprove", tp_checkpoints=four)
-    sd = load_preset("sd", inputs_for="trainprove", tp_checkpoints=four, tp_real_dir="/data/cifar10")
-    assert sd.trainprove.checkpoints["cascade"] == "/models/cascade" and len(sd.trainprove.classes) == 10
+    with pytest.raises(ParameterError, match="tp_real_dir"):
+        load_preset("sd", inputs_for="trainprove", tp_checkpoints=four, tp_real_dir=str(tmp_path / "missing"))
+    sd = load_preset("sd", inputs_for="trainprove", tp_checkpoints=four, tp_real_dir=str(tmp_path))
+    assert sd.trainprove.checkpoints["cascade"] == four["cascade"] and len(sd.trainprove.classes) == 10
     with pytest.raises(ParameterError, match="inputs_for"):
         load_preset("sd", inputs_for="everything")
 

@@ -6,7 +6,6 @@ models to ``split == "shadow"`` itself, so a caller cannot leak test models into
 from __future__ import annotations
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from provlib.attribution.instance import (
     best_key_distances,
@@ -16,6 +15,7 @@ from provlib.attribution.instance import (
 )
 from provlib.attribution.keys import KeySet, select_keys
 from provlib.core.errors import ParameterError
+from provlib.core.progress import tqdm
 from provlib.core.store import derive_seed
 
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from provlib.core.images import to_compare_space
+from provlib.core.progress import tqdm
 from provlib.core.train import step_generator
 
 DESCRIPTOR_SIDE = 32  # images are resized to this side before embedding, as the pixel space does

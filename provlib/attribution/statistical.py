@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from provlib.attribution.discriminator import (
     Discriminator,
@@ -16,6 +15,7 @@ from provlib.attribution.discriminator import (
 from provlib.attribution.keys import KeySet
 from provlib.attribution.metrics import bootstrap_report, detection_report
 from provlib.core.errors import ParameterError
+from provlib.core.progress import tqdm
 from provlib.core.store import derive_seed
 
 MODEL_COLUMNS = ["model_id", "source", "rho", "split", "target"]

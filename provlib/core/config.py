@@ -175,6 +175,9 @@ class Runtime(Section):
     mixed_precision: str = setting("no", choice("no", "fp16", "bf16"))  # accelerate's setting for fine-tuning
     n_jobs: int = setting(2, positive_int)                 # parallel worker processes (1 = this process)
     checkpoint_every: int = setting(500, positive_int)     # training steps between resumable checkpoints
+    # joblib backend of every fan-out: local processes, a Dask cluster or a Ray cluster (see provlib.core.fanout)
+    fan_out_backend: str = setting("loky", choice("loky", "dask", "ray"))
+    scheduler_address: str = setting("", text)             # dask/ray: the cluster's address; "": a local cluster
 
     def validate(self):
         self.require(self.device == "cuda" or self.dtype == "float32", "dtype",

@@ -128,6 +128,8 @@ def read_caption_file(path: Path) -> list[tuple[str, str]]:
     """(file_name, caption) rows from ``captions.csv`` or ``metadata.jsonl`` (the diffusers imagefolder layout)."""
     path = Path(path)
     rows = []
+    if path.is_file() and not path.read_bytes().strip():
+        raise ParameterError("caption file", f"a non-empty {path.name} (this one is empty)", str(path))
     try:
         if path.suffix == ".csv":
             with path.open(newline="", encoding="utf-8") as handle:
@@ -135,13 +137,18 @@ def read_caption_file(path: Path) -> list[tuple[str, str]]:
                 missing = {"file_name", "caption"} - set(reader.fieldnames or [])
                 if missing:
                     raise ParameterError("caption file", f"CSV columns file_name and caption in {path}", reader.fieldnames)
-                rows = [(r["file_name"], r["caption"]) for r in reader]
+                for line_number, r in enumerate(reader, 2):
+                    caption = (r["caption"] or "").strip()
+                    if not r["file_name"] or not caption:
+                        raise ParameterError("caption file", f"a file_name and a non-empty caption on line {line_number} of "
+                                             f"{path}", {k: r[k] for k in ("file_name", "caption")})
+                    rows.append((r["file_name"], caption))
         elif path.suffix == ".jsonl":
             for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if line.strip():
                     record = json.loads(line)
                     caption = record.get("text", record.get("caption"))
-                    if "file_name" not in record or caption is None:
+                    if not record.get("file_name") or not isinstance(caption, str) or not caption.strip():
                         raise ParameterError("caption file", f"'file_name' and 'text' on line {line_number} of {path}", record)
                     rows.append((record["file_name"], caption))
         else:

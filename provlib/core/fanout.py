@@ -1,30 +1,92 @@
-"""Run one method of a zoo over many items in worker processes (joblib), each leaving its result in the store."""
+"""Run one method of a zoo over many items in worker processes, each leaving its result in the shared store.
+
+joblib is the only API; its backend is the preset's ``fan_out_backend``:
+
+* ``loky`` (default): local worker processes, ``n_jobs`` of them, each with an equal share of the cores.
+* ``dask``: a ``dask.distributed`` cluster at ``scheduler_address`` (``tcp://host:8786``), or, with no address, a
+  ``LocalCluster`` of ``n_jobs`` single-threaded worker processes. On a GPU cluster start one worker per GPU
+  (``dask-cuda``'s ``dask cuda worker``, or ``dask worker --nworkers 1 --nthreads 1`` per device), so a task owns
+  one GPU.
+* ``ray``: a Ray cluster at ``scheduler_address`` (``ray://host:10001`` or ``auto``), or a local one; with
+  ``device="cuda"`` each task asks Ray for one GPU.
+
+Every worker must see the same artifact cache (``PROVLIB_CACHE_DIR`` on a shared file system): workers read
+finished inputs from it and write their results into it, atomically, so a lost worker only loses its own task.
+"""
 from __future__ import annotations
 
 import os
 
 import torch
-from joblib import Parallel, delayed
-from tqdm.auto import tqdm
+from joblib import Parallel, delayed, parallel_config
+
+from provlib.core.errors import ParameterError
+from provlib.core.progress import tqdm
+
+_CLUSTERS: dict = {}  # one client per (backend, address) per process: a cluster is started once, not per fan-out
 
 
 def fan_out(owner, method: str, items: list, n_jobs: int, desc: str) -> None:
-    """Call ``owner.<method>(item)`` for every item, in ``n_jobs`` worker processes (1 = in this process).
+    """Call ``owner.<method>(item)`` for every item, in ``n_jobs`` workers of the preset's backend (1 = here).
 
-    ``owner`` is any zoo built as ``type(owner)(preset, cache_root, show_progress)``; each worker rebuilds it, gets
-    an equal share of the cores and leaves its results in the shared artifact store.
+    ``owner`` is any zoo built as ``type(owner)(preset, cache_root, show_progress)``; each worker rebuilds it and
+    leaves its results in the shared artifact store.
     """
     if not items:
         return
+    runtime = owner.p.runtime
     n_jobs = max(1, min(n_jobs, len(items)))
-    if n_jobs == 1:
+    if n_jobs == 1 and runtime.fan_out_backend == "loky":
         iterator = (getattr(owner, method)(item) for item in items)
     else:
-        threads = max(1, (os.cpu_count() or 1) // n_jobs)
-        iterator = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_run_in_worker)(type(owner), owner.p, str(owner.cache_root), method, item, threads) for item in items)
+        backend = runtime.fan_out_backend
+        threads = max(1, (os.cpu_count() or 1) // n_jobs) if backend == "loky" else 1
+        with backend_config(runtime, n_jobs):
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if backend == "loky" else "list")(
+                delayed(_run_in_worker)(type(owner), owner.p, str(owner.cache_root), method, item, threads)
+                for item in items)
+        iterator = iter(results)
     for _ in tqdm(iterator, total=len(items), desc=desc, disable=not owner.show_progress):
         pass
+
+
+def backend_config(runtime, n_jobs: int):
+    """joblib's ``parallel_config`` for the preset's backend, connecting to (or starting) its cluster."""
+    backend, address = runtime.fan_out_backend, runtime.scheduler_address
+    if backend == "loky":
+        return parallel_config(backend="loky")
+    if backend == "dask":
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as error:
+            raise ParameterError("fan_out_backend", "'loky', or 'dask' with dask[distributed] installed "
+                                 "(pip install -e '.[cluster]')", backend) from error
+        key = ("dask", address or f"local-{n_jobs}")
+        if key not in _CLUSTERS or _CLUSTERS[key].status != "running":
+            _CLUSTERS[key] = Client(address) if address else Client(
+                LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None))
+        return parallel_config(backend="dask", wait_for_workers_timeout=60)
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError as error:
+        raise ParameterError("fan_out_backend", "'loky', or 'ray' with ray installed (pip install 'ray[default]')",
+                             backend) from error
+    if not ray.is_initialized():
+        ray.init(address=address or None, ignore_reinit_error=True)
+    register_ray()
+    gpu = {"num_gpus": 1} if runtime.device == "cuda" else {}
+    return parallel_config(backend="ray", ray_remote_args=gpu)
+
+
+def shutdown_clusters() -> None:
+    """Close the clients (and local clusters) this process started."""
+    for client in _CLUSTERS.values():
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    _CLUSTERS.clear()
 
 
 def _run_in_worker(owner_class, preset, cache_root: str, method: str, item, threads: int) -> None:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
-from tqdm.auto import tqdm
 
 from provlib.core.data import CaptionedImageSet
+from provlib.core.progress import tqdm
 
 
 @dataclass

@@ -5,7 +5,6 @@ Both are ``diffusers.StableDiffusionPipeline`` objects saved with safetensors, s
 """
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
 from provlib.core.errors import ParameterError
+from provlib.core.paths import HUB_ID
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 MAX_CAPTION_TOKENS = 24
@@ -36,7 +36,6 @@ TINY_ARCHITECTURES = {
 }
 # diffusers renames `torch_dtype` to `dtype`; we keep the name older releases understand
 warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated", category=FutureWarning)
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def build_word_tokenizer(vocabulary: list[str], max_length: int = MAX_CAPTION_TOKENS) -> PreTrainedTokenizerFast:
@@ -99,6 +98,18 @@ def save_pipeline(pipe: StableDiffusionPipeline, directory: str | Path) -> None:
     pipe.save_pretrained(directory, safe_serialization=True)
 
 
+WEIGHTED_COMPONENTS = ("unet", "vae", "text_encoder")
+
+
+def check_safetensors_folder(folder: Path, parameter: str) -> None:
+    """A local pipeline folder must carry safetensors weights for each model component (pickles are never loaded)."""
+    for component in WEIGHTED_COMPONENTS:
+        sub = folder / component
+        if sub.is_dir() and not any(sub.glob("*.safetensors")):
+            raise ParameterError(parameter, f"safetensors weights in {sub} (only .safetensors files are loaded; convert "
+                                 "a .bin/.ckpt checkpoint with diffusers' conversion scripts)", str(folder))
+
+
 def load_pipeline(location: str | Path, device: str = "cpu", dtype: str = "float32", allow_download: bool = False,
                   parameter: str = "checkpoint") -> StableDiffusionPipeline:
     """Load a pipeline from a local folder (safetensors only) or, if allowed, a hub id.
@@ -116,6 +127,8 @@ def load_pipeline(location: str | Path, device: str = "cpu", dtype: str = "float
     else:
         hint = " (or a hub id with allow_download=True)" if HUB_ID.match(location) else ""
         raise ParameterError(parameter, f"an existing local pipeline folder{hint}", location)
+    if local.is_dir():
+        check_safetensors_folder(local, parameter)
     if device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", "'cpu' on a machine without CUDA", device)
     verbosity = diffusers_logging.get_verbosity()
@@ -128,6 +141,9 @@ def load_pipeline(location: str | Path, device: str = "cpu", dtype: str = "float
             source, torch_dtype=getattr(torch, dtype), use_safetensors=True, local_files_only=local_only,
             safety_checker=None, requires_safety_checker=False,
         )
+    except (OSError, ValueError) as error:  # diffusers' own message goes along; the parameter is named first
+        raise ParameterError(parameter, f"a loadable Stable Diffusion pipeline (safetensors weights): {error}",
+                             location) from error
     finally:
         diffusers_logging.set_verbosity(verbosity)
     pipe.set_progress_bar_config(disable=True)

@@ -29,12 +29,12 @@ def _git_commit() -> str:
 
 def write_table(df: pd.DataFrame, name: str, preset, notebook: str) -> str:
     """``data/results/<name>.csv`` plus ``<name>.meta.json`` (preset, seed, commit, time)."""
-    path = results_dir() / f"{name}.csv"
+    path = results_dir(preset.name) / f"{name}.csv"
     atomic_write_text(path, df.to_csv(index=False))
     meta = {"table": f"{name}.csv", "notebook": notebook, "preset": preset.name, "seed": preset.seed,
             "parameters": preset.to_dict(), "git_commit": _git_commit(),
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_text(results_dir() / f"{name}.meta.json", json.dumps(meta, indent=1, default=str))
+    atomic_write_text(results_dir(preset.name) / f"{name}.meta.json", json.dumps(meta, indent=1, default=str))
     return str(path)
 
 
@@ -56,8 +56,8 @@ def read_table(name: str, preset, written_by: str, same: tuple[str, ...] = ()) -
     table depends on (e.g. ``("attribution.key_count",)``). Every cross-notebook read goes through here, so a
     stale table (another preset, seed or setting) is never used silently.
     """
-    path = results_dir() / f"{name}.csv"
-    meta_path = results_dir() / f"{name}.meta.json"
+    path = results_dir(preset.name) / f"{name}.csv"
+    meta_path = results_dir(preset.name) / f"{name}.meta.json"
     if not path.exists() or not meta_path.exists():
         raise ParameterError(f"{name}.csv", f"the table notebook {written_by} writes: run {written_by} first", str(path))
     meta = json.loads(meta_path.read_text())
@@ -77,11 +77,11 @@ def read_table(name: str, preset, written_by: str, same: tuple[str, ...] = ()) -
     return pd.read_csv(path)
 
 
-def save_figure(fig: plt.Figure, name: str) -> list[str]:
-    """Save as PNG (for slides) and PDF (for papers) under ``figures/``."""
+def save_figure(fig: plt.Figure, name: str, preset) -> list[str]:
+    """Save as PNG (for slides) and PDF (for papers) under the preset's figures folder (``figures/`` for ``cpu``)."""
     paths = []
     for ext in ("png", "pdf"):
-        path = figures_dir() / f"{name}.{ext}"
+        path = figures_dir(preset.name) / f"{name}.{ext}"
         tmp = path.with_name(f".{path.stem}.tmp.{ext}")
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
         tmp.replace(path)

@@ -18,9 +18,9 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from provlib.core.data import CaptionedImageSet
+from provlib.core.progress import tqdm
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

@@ -16,6 +16,7 @@ from provlib.core import models, scenes
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
+from provlib.core.fingerprint import Fingerprints
 from provlib.core.generate import generate
 from provlib.core.paths import cache_dir
 from provlib.core.source import Source
@@ -34,15 +35,28 @@ class Zoo:
         self.cache_root = Path(cache_root) if cache_root else cache_dir() / "artifacts"
         self.store = ArtifactStore(self.cache_root)
         self.show_progress = show_progress
+        self.fingerprint = Fingerprints()
 
     # ---- data -------------------------------------------------------------------------------
+    def data_domains(self) -> list[str]:
+        """The domains this preset has data for: the generic pre-training mix at CPU scale only, then the others."""
+        w = self.p.world
+        if self.p.is_paper_scale:
+            return sorted(set(w.source_domains) | {w.base_source_domain, self.p.watermark.domain})
+        return ["generic"] + list(w.source_domains)
+
     def dataset_config(self, domain: str, split: str) -> dict:
         w = self.p.world
+        if w.data_source == "folder" and domain not in w.dataset_dirs:
+            raise ParameterError(f"dataset_dirs['{domain}']", "a folder of images with captions.csv or metadata.jsonl "
+                                 f"(the {domain} domain has no procedural data at paper scale)", sorted(w.dataset_dirs))
         n = w.n_pretrain if (domain == "generic" and split == "private") else (w.n_private if split == "private" else w.n_real)
         config = {"kind": "dataset", "v": CODE_VERSION["dataset"], "domain": domain, "split": split, "n": n,
                   "resolution": w.resolution, "seed": self.p.seed, "data_source": w.data_source}
         if w.data_source == "folder":
-            config.update(folder=str(w.dataset_dirs[domain]), n_private=w.n_private, n_real=w.n_real)
+            # what the folder holds, not only where it is: an edited caption file or image rebuilds what depends on it
+            config.update(folder=str(w.dataset_dirs[domain]), n_private=w.n_private, n_real=w.n_real,
+                          contents=self.fingerprint(w.dataset_dirs[domain]))
         else:
             config.update(scene_caption_list_size=w.scene_caption_list_size)
         return config
@@ -108,7 +122,8 @@ class Zoo:
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain
         if p.is_paper_scale:
-            return {"kind": "base", "checkpoint": str(p.models.base_checkpoints[base])}
+            location = str(p.models.base_checkpoints[base])
+            return {"kind": "base", "checkpoint": location, "contents": self.fingerprint(location)}
         return {"kind": "base", "v": CODE_VERSION["base"], "base": base, "vae": config_hash(self.vae_config()),
                 "data": config_hash(self.dataset_config("generic", "private")), "steps": pretrain.steps,
                 "batch_size": pretrain.batch_size, "lr": pretrain.lr, "seed": derive_seed(p.seed, "base", base)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from provlib.core.config import (
     Section,
@@ -53,8 +54,10 @@ def check_trainprove_inputs(preset) -> None:
     """TrainProVe at paper scale needs a local checkpoint per generator and a folder of real class images."""
     tp = preset.trainprove
     for name in tp.generators:
-        if name not in tp.checkpoints:
+        location = tp.checkpoints.get(name)
+        if location is None or not (Path(location).expanduser() / "model_index.json").is_file():
             raise ParameterError(f"tp_checkpoints['{name}']", "a local folder of that generator's diffusers pipeline "
-                                 "(e.g. a snapshot of its hub repository)", tp.checkpoints)
-    if not tp.real_dir:
+                                 "(with model_index.json, e.g. a snapshot of its hub repository)",
+                                 location or tp.checkpoints)
+    if not tp.real_dir or not Path(tp.real_dir).expanduser().is_dir():
         raise ParameterError("tp_real_dir", "a folder with one subfolder of real images per class", tp.real_dir)

@@ -17,12 +17,12 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
-from tqdm.auto import tqdm
 
 from provlib.core import models, scenes
 from provlib.core.data import CaptionedImageSet, load_image
 from provlib.core.errors import ParameterError
 from provlib.core.generate import image_seed
+from provlib.core.progress import tqdm
 from provlib.core.store import derive_seed
 from provlib.trainprove.test import LabelledImages
 
@@ -123,6 +123,9 @@ def load_generator(location: str, device: str, dtype: str):
     try:
         pipe = DiffusionPipeline.from_pretrained(str(local), torch_dtype=getattr(torch, dtype), use_safetensors=True,
                                                  local_files_only=True)
+    except (OSError, ValueError) as error:  # e.g. a folder with .bin weights only: never unpickled
+        raise ParameterError("tp_checkpoints", f"a loadable diffusers pipeline folder with safetensors weights: {error}",
+                             location) from error
     finally:
         diffusers_logging.set_verbosity(verbosity)
     pipe.set_progress_bar_config(disable=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from provlib.core.progress import tqdm
 from provlib.trainprove.classifier import predict
 from provlib.trainprove.test import LabelledImages, provenance_test
 from provlib.trainprove.zoo import ClassifierSpec, TrainProVeZoo

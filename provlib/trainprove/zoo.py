@@ -19,6 +19,7 @@ from provlib.core import models, scenes
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
+from provlib.core.fingerprint import Fingerprints
 from provlib.core.paths import cache_dir
 from provlib.core.store import ArtifactStore, config_hash, derive_seed
 from provlib.core.train import train_denoiser, train_vae
@@ -65,6 +66,7 @@ class GeneratorZoo:
         self.cache_root = Path(cache_root) if cache_root else cache_dir() / "artifacts"
         self.store = ArtifactStore(self.cache_root)
         self.show_progress = show_progress
+        self.fingerprint = Fingerprints()
         if preset.is_paper_scale:
             check_trainprove_inputs(preset)
         else:
@@ -148,7 +150,8 @@ class GeneratorZoo:
     def generator_config(self, generator: str) -> dict:
         p = self.p
         if p.is_paper_scale:
-            return {"kind": "tp_generator", "checkpoint": str(p.trainprove.checkpoints[generator])}
+            location = str(p.trainprove.checkpoints[generator])
+            return {"kind": "tp_generator", "checkpoint": location, "contents": self.fingerprint(location)}
         return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
                 "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
                 "batch_size": p.models.pretrain.batch_size, "lr": p.models.pretrain.lr, "seed": derive_seed(p.seed, "tp-generator", generator),
@@ -266,7 +269,11 @@ class TrainProVeZoo(GeneratorZoo):
     def set_key(self, source: str, purpose: str) -> str:
         """Cache key of a labelled set, for the configs of the classifiers trained on it."""
         if source == REAL:
-            return config_hash(self.draw_config(REAL, self.purpose_size(purpose), purpose))
+            config = self.draw_config(REAL, self.purpose_size(purpose), purpose)
+            if self.p.is_paper_scale:  # the user's class folders: keyed by what they hold
+                config = {**config, "real_dir": self.p.trainprove.real_dir,
+                          "contents": self.fingerprint(self.p.trainprove.real_dir)}
+            return config_hash(config)
         return config_hash(self.images_config(source, purpose, self.purpose_size(purpose)))
 
     def classifier_config(self, spec: ClassifierSpec) -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
-from tqdm.auto import tqdm
 
+from provlib.core.progress import tqdm
 from provlib.watermark.detect import detect, prompt_p_values, trace_leak, watermark_conf
 from provlib.watermark.schemes import image_quality
 from provlib.watermark.transforms import apply_transform
