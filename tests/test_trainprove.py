@@ -74,7 +74,9 @@ def test_bad_inputs_name_the_parameter():
 
 
 def test_paper_scale_names_the_missing_generator_checkpoint(tmp_path):
-    preset = load_preset("smoke").replace(data_source="folder", tp_checkpoints={"sd14": str(tmp_path)})
+    (tmp_path / "sd14").mkdir()
+    (tmp_path / "sd14" / "model_index.json").write_text("{}")
+    preset = load_preset("smoke").replace(data_source="folder", tp_checkpoints={"sd14": str(tmp_path / "sd14")})
     with pytest.raises(ParameterError, match=r"tp_checkpoints\['lcm'\]"):
         TrainProVeZoo(preset, tmp_path)
     with pytest.raises(ParameterError, match="tp_checkpoints"):
