@@ -125,7 +125,8 @@ def _flat_names() -> dict[str, tuple[str, ...]]:
     flat = {"seed": ("seed",)}
     prefixes = {"trainprove": "tp_", "watermark": "wm_"}
     renamed = {("sampling", "batch_size"): "generation_batch_size", ("suspects", "samples"): "suspect_samples",
-               ("suspects", "per_setting"): "suspects_per_setting", ("suspects", "base"): "suspect_base"}
+               ("suspects", "per_setting"): "suspects_per_setting", ("suspects", "base"): "suspect_base",
+               ("suspects", "train_text_encoder"): "suspect_train_text_encoder"}
     recipes = {("models", "pretrain"): "pretrain_", ("models", "source"): "source_", ("suspects", "recipe"): "suspect_"}
     for section, kind in SECTIONS.items():
         for f in dataclasses.fields(kind):

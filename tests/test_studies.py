@@ -154,3 +154,19 @@ def test_write_table_records_the_sectioned_preset(tmp_path):
     meta = json.loads(open(path.replace(".csv", ".meta.json")).read())
     assert meta["preset"] == "cpu" and meta["parameters"]["attribution"]["key_count"] == 12
     assert meta["notebook"] == "04_instance_attribution" and meta["git_commit"]
+
+
+def test_copy_measures_tell_a_copy_of_the_own_image_from_a_picture_of_the_caption():
+    from provlib.attribution.memorization import copy_measures, same_caption_spread
+    from provlib.core.data import CaptionedImageSet
+    rng = np.random.default_rng(1)
+    img = lambda: rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)  # noqa: E731
+    train = CaptionedImageSet(np.stack([img(), img()]), ["a", "b"], ["t0", "t1"])
+    real = CaptionedImageSet(np.stack([img(), img(), img()]), ["a", "b", "b"], ["r0", "r1", "r2"])
+    # caption a: the generation is the training image itself; caption b: a same-caption real image
+    generations = np.stack([train.images[0][None], real.images[1][None]])
+    frame = copy_measures(generations, ["a", "b"], train, real).set_index("caption")
+    assert frame.copies_own.to_dict() == {"a": True, "b": False}
+    assert frame.loc["a", "d_own"] == 0.0 and frame.loc["b", "d_same_caption_real"] == 0.0
+    assert frame.gu_memorized.to_dict() == {"a": True, "b": False}
+    assert same_caption_spread(real) > 0.2  # two random images with caption b

@@ -57,3 +57,20 @@ def test_verify_queries_a_black_box_suspect_with_the_key_prompts(zoo):
     assert verdict.conf == pytest.approx(float((verdict.distances < 0.3).mean()))
     assert verdict.infringing == (verdict.conf > 0.5)
     assert len(verdict.table(keys)) == len(keys)
+
+
+def test_fine_tuning_the_text_encoder_is_a_lever_that_leaves_other_keys_alone(smoke_cache):
+    import torch
+
+    from provlib.core.store import config_hash
+    plain = Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)
+    lever = Zoo(load_preset("smoke", suspect_train_text_encoder=True, source_train_text_encoder=True),
+                cache_root=smoke_cache / "artifacts", show_progress=False)
+    assert "train_text_encoder" not in plain.fine_tune_recipe() and "train_text_encoder" not in plain.source_config("v1-faces")
+    assert plain.base_config("v1") == lever.base_config("v1")
+    spec = next(s for s in plain.suspect_specs() if s.rho == 0.0)
+    assert config_hash(plain.suspect_config(spec)) != config_hash(lever.suspect_config(spec))
+    suspect = lever.load_suspect(spec)  # builds it: UNet and text encoder fine-tuned together
+    base = lever.load(lever.base_location(spec.base))
+    changed = [not torch.equal(a, b) for a, b in zip(suspect.text_encoder.parameters(), base.text_encoder.parameters())]
+    assert any(changed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from provlib.attribution.distance import nearest_distance
+from provlib.attribution.distance import nearest_distance, pairwise_pixel_distance
 from provlib.core.store import derive_seed
 from provlib.core.zoo import Zoo
 
@@ -52,3 +52,49 @@ def summarize(distances: pd.DataFrame, copy_quantile: float = 0.05) -> pd.DataFr
                         "median_distance": g.distance.median(), "copy_threshold": threshold,
                         "copy_rate": float((g.distance < threshold).mean())})
     return pd.DataFrame(out)
+
+
+# ---- copy measures that separate memorization from drawing the caption ------------------------------------
+GU_RATIO = 1 / 3  # Gu et al. (arXiv 2310.02664): memorized when nearest < 1/3 of the second-nearest training distance
+
+
+def copy_measures(generations: np.ndarray, captions: list[str], train, real) -> pd.DataFrame:
+    """Per generated image: is it a copy of *its own* training image, or only a picture of its caption?
+
+    ``generations`` uint8 [P, S, H, W, 3] are S seeds for each of P training captions (each caption names one
+    training image in ``train``); ``real`` is the domain's real pool, whose images with the same caption are what
+    drawing the caption without copying looks like. Columns: the distance to the own training image, the smallest
+    distance to a same-caption real image, ``copies_own`` (own image nearer than every same-caption real one: the
+    issue's copy rate), the nearest / second-nearest training distances and ``gu_memorized`` (their ratio below
+    ``GU_RATIO``). Pixel space, as notebook 01's memorization check.
+    """
+    generations = np.asarray(generations)
+    own_index = {c: i for i, c in enumerate(train.captions)}  # private splits use each caption once first
+    real_by_caption: dict[str, list[int]] = {}
+    for i, caption in enumerate(real.captions):
+        real_by_caption.setdefault(caption, []).append(i)
+    rows = []
+    for p, caption in enumerate(captions):
+        images = generations[p]
+        to_train = pairwise_pixel_distance(images, train.images)
+        own = to_train[:, own_index[caption]]
+        same = real_by_caption.get(caption, [])
+        to_same = pairwise_pixel_distance(images, real.images[same]).min(1) if same else np.full(len(images), np.nan)
+        ordered = np.sort(to_train, axis=1)
+        for s in range(len(images)):
+            rows.append({"caption": caption, "seed_index": s, "d_own": float(own[s]), "d_same_caption_real": float(to_same[s]),
+                         "copies_own": bool(same) and bool(own[s] < to_same[s]),
+                         "d_nearest": float(ordered[s, 0]), "d_second": float(ordered[s, 1]),
+                         "gu_memorized": bool(ordered[s, 0] < GU_RATIO * ordered[s, 1]),
+                         "n_same_caption_real": len(same)})
+    return pd.DataFrame(rows)
+
+
+def same_caption_spread(real) -> float:
+    """Mean distance between two real images with one caption: how much content a caption leaves undescribed."""
+    by_caption: dict[str, list[int]] = {}
+    for i, caption in enumerate(real.captions):
+        by_caption.setdefault(caption, []).append(i)
+    pairs = [pairwise_pixel_distance(real.images[idx], real.images[idx])[np.triu_indices(len(idx), 1)]
+             for idx in by_caption.values() if len(idx) > 1]
+    return float(np.concatenate(pairs).mean()) if pairs else float("nan")

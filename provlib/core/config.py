@@ -223,6 +223,8 @@ class Models(Section):
     vae_steps: int = setting(1500, positive_int)
     pretrain: Recipe = field(default_factory=lambda: Recipe(2500, 32, 6e-4))
     source: Recipe = field(default_factory=lambda: Recipe(2500, 16, 6e-4))
+    # fine-tune the text encoder with the UNet (DreamBooth's train_text_encoder): a memorization lever
+    source_train_text_encoder: bool = setting(False, boolean)
 
 
 @dataclass(frozen=True)
@@ -237,3 +239,4 @@ class Suspects(Section):
     per_setting: int = setting(6, at_least_int(2))        # per (source, rho), rho = 0 (innocent) included
     shadow_fraction: float = setting(0.5, probability_open)  # share of each setting the defender may use
     base: str = setting("other", text)                    # "other": the base the source was not built on; or a base name
+    train_text_encoder: bool = setting(False, boolean)    # fine-tune the text encoder with the UNet

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from diffusers import UNet2DConditionModel
+from transformers import CLIPTextModel
 
 from provlib.core.data import CaptionedImageSet
 from provlib.core.fanout import fan_out
@@ -27,7 +28,7 @@ from provlib.core.zoo import CODE_VERSION, Zoo
 @dataclass(frozen=True)
 class SuspectSpec:
     model_id: str
-    source: str
+    source: str     # the source's name (``Source.name``): a string, so cache keys and tables stay plain text
     rho: float
     seed: int
     split: str      # "shadow" (the defender may train on it) or "test" (evaluation only)
@@ -60,7 +61,9 @@ class SuspectZoo(Zoo):
         """The suspects' fine-tuning hyper-parameters, as they enter every fine-tuned model's cache key."""
         recipe = self.p.suspects.recipe
         return {"steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
-                "mixed_precision": self.p.runtime.mixed_precision}
+                "mixed_precision": self.p.runtime.mixed_precision,
+                # only when on, so the keys of models built without it stay what they were
+                **({"train_text_encoder": True} if self.p.suspects.train_text_encoder else {})}
 
     def suspect_config(self, spec: SuspectSpec) -> dict:
         p = self.p
@@ -101,9 +104,12 @@ class SuspectZoo(Zoo):
             train_set = training_set()
             losses = train_denoiser(pipe, train_set, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
                                     seed=seed, checkpoint_dir=self.store.work_dir(kind, config),
+                                    train_text_encoder=self.p.suspects.train_text_encoder,
                                     checkpoint_every=runtime.checkpoint_every, mixed_precision=runtime.mixed_precision,
                                     desc=desc, show_progress=False)
             pipe.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+            if self.p.suspects.train_text_encoder:
+                pipe.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
             (tmp / "suspect.json").write_text(json.dumps({**meta, "train_ids": train_set.ids, "losses": losses}))
 
         return str(self.store.get_or_build(kind, config, build))
@@ -114,6 +120,10 @@ class SuspectZoo(Zoo):
         unet = UNet2DConditionModel.from_pretrained(Path(location) / "unet", use_safetensors=True,
                                                     torch_dtype=getattr(torch, self.p.runtime.dtype))
         pipe.unet = unet.to(self.p.runtime.device)
+        if (Path(location) / "text_encoder").is_dir():  # fine-tuned with its text encoder
+            encoder = CLIPTextModel.from_pretrained(Path(location) / "text_encoder", use_safetensors=True,
+                                                    torch_dtype=getattr(torch, self.p.runtime.dtype))
+            pipe.text_encoder = encoder.to(self.p.runtime.device)
         return pipe
 
     def load_suspect(self, spec: SuspectSpec):

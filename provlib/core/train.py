@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -109,11 +110,14 @@ def _save_checkpoint(checkpoint_dir: Path, step: int, modules: dict, optimizer, 
 def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, steps: int, batch_size: int, lr: float,
                    seed: int, train_text_encoder: bool = False, caption_dropout: float = 0.1,
                    checkpoint_dir: Path | None = None, checkpoint_every: int = 500, mixed_precision: str = "no",
-                   desc: str = "fine-tune", show_progress: bool = True) -> list[float]:
+                   desc: str = "fine-tune", show_progress: bool = True,
+                   after_step: Callable[[int], None] | None = None) -> list[float]:
     """Fine-tune ``pipe.unet`` (and the text encoder when pre-training) in place; returns the loss per step.
 
     ``caption_dropout`` replaces a share of captions with the empty prompt so classifier-free guidance works.
     With ``checkpoint_dir`` the run saves every ``checkpoint_every`` steps and resumes from the latest save.
+    ``after_step(n)`` is called after step n (1-based), e.g. to measure the model along its training: it may
+    generate with ``pipe`` (it runs under ``torch.no_grad`` with the trained modules in eval mode).
     """
     device = pipe.unet.device
     # accelerate keeps one process-wide state; a run with another precision or device in the same process (a
@@ -182,6 +186,13 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
         if checkpoint_dir is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(checkpoint_dir, step + 1, {n: accelerator.unwrap_model(m) for n, m in zip(modules, prepared)},
                              optimizer, losses)
+        if after_step is not None:
+            for module in modules.values():
+                module.eval()
+            with torch.no_grad():
+                after_step(step + 1)
+            for module in modules.values():
+                module.train()
 
     for module in prepared[:-1]:
         # drop the fp16 autocast wrapper accelerate put on forward, or later inference returns fp32 latents

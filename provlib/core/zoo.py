@@ -182,7 +182,9 @@ class Zoo:
         return {"kind": "source", "v": CODE_VERSION["source"], "base": config_hash(self.base_config(source.base)),
                 "data": config_hash(self.dataset_config(source.domain, "private")), "steps": recipe.steps,
                 "batch_size": recipe.batch_size, "lr": recipe.lr, "mixed_precision": p.runtime.mixed_precision,
-                "seed": derive_seed(p.seed, "source", source.name)}
+                "seed": derive_seed(p.seed, "source", source.name),
+                # only when on, so the keys of sources built without it stay what they were
+                **({"train_text_encoder": True} if p.models.source_train_text_encoder else {})}
 
     def source_location(self, source: str | Source) -> str:
         """A source model: a base as it is, or a base fine-tuned on a private domain split (cached)."""
@@ -195,6 +197,7 @@ class Zoo:
             pipe = self.load(self.base_location(source.base))
             losses = train_denoiser(pipe, self.training_set(source), steps=recipe.steps, batch_size=recipe.batch_size,
                                     lr=recipe.lr, seed=config["seed"], checkpoint_dir=self.store.work_dir("source", config),
+                                    train_text_encoder=self.p.models.source_train_text_encoder,
                                     checkpoint_every=self.p.runtime.checkpoint_every,
                                     mixed_precision=self.p.runtime.mixed_precision,
                                     desc=f"fine-tune source {source}", show_progress=self.show_progress)

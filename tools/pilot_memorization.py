@@ -1,0 +1,85 @@
+"""Owner-side pilot for issue 17: does a fine-tuned source reproduce *its own* training images, against steps?
+
+    python tools/pilot_memorization.py --steps 4000 --every 1000 --private 32 [--seeds 4] [--out DIR]
+
+Fine-tunes the ``cpu`` preset's ``v1`` base on ``--private`` faces (each caption once), once with the text encoder
+frozen (today's recipe) and once trained with the UNet (DreamBooth's ``train_text_encoder``), and every ``--every``
+steps generates ``--seeds`` images per training caption and measures ``provlib.attribution.memorization
+.copy_measures``: the copy rate (own training image nearer than every same-caption real image), Gu et al.'s
+criterion (nearest < 1/3 of the second-nearest training distance) and the distances themselves, beside the
+same-caption real-vs-real spread. Only owner-side data: the source's own training set and the domain's real pool.
+Writes ``memorization_pilot.csv`` (one row per setting and step) under ``--out`` (default ``data/pilots``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provlib.attribution.memorization import copy_measures, same_caption_spread  # noqa: E402
+from provlib.core.results import write_table  # noqa: E402
+from provlib.core.store import derive_seed  # noqa: E402
+from provlib.core.train import train_denoiser  # noqa: E402
+from provlib.core.zoo import Zoo  # noqa: E402
+from provlib.presets import load_preset  # noqa: E402
+
+
+def pilot(preset_name: str, steps: int, every: int, n_private: int, seeds: int, text_encoder: bool, threads: int
+          ) -> pd.DataFrame:
+    torch.set_num_threads(threads)
+    preset = load_preset(preset_name, n_private=n_private, source_train_text_encoder=text_encoder)
+    zoo = Zoo(preset)
+    train, real = zoo.dataset("faces", "private"), zoo.dataset("faces", "real")
+    pipe = zoo.load(zoo.base_location("v1"))
+    spread = same_caption_spread(real)
+    rows = []
+
+    def measure(step: int) -> None:
+        if step % every:
+            return
+        out = zoo.generate(pipe, train.captions, seed=derive_seed(preset.seed, "pilot", step), images_per_prompt=seeds,
+                           show_progress=False)
+        frame = copy_measures(out.images.reshape(len(train), seeds, *out.images.shape[1:]), train.captions, train, real)
+        rows.append({"setting": "text encoder trained" if text_encoder else "text encoder frozen", "step": step,
+                     "n_private": n_private, "seeds": seeds, "copy_rate": frame.copies_own.mean(),
+                     "gu_memorized_rate": frame.gu_memorized.mean(), "within_0.1": (frame.d_own < 0.1).mean(),
+                     "mean_d_own": frame.d_own.mean(), "mean_d_same_caption_real": frame.d_same_caption_real.mean(),
+                     "same_caption_real_spread": spread})
+        print(rows[-1], flush=True)
+
+    recipe = preset.models.source
+    train_denoiser(pipe, train, steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                   seed=derive_seed(preset.seed, "pilot-source"), train_text_encoder=text_encoder,
+                   desc=f"pilot ({'trained' if text_encoder else 'frozen'} text encoder)", after_step=measure)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu", help="the world and base models to use (smoke: a quick check)")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--every", type=int, default=1000)
+    parser.add_argument("--private", type=int, default=32)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--setting", choices=("frozen", "trained", "both"), default="both")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="data/pilots")
+    args = parser.parse_args()
+    settings = {"frozen": [False], "trained": [True], "both": [False, True]}[args.setting]
+    table = pd.concat([pilot(args.preset, args.steps, args.every, args.private, args.seeds, te, args.threads) for te in settings],
+                      ignore_index=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["PROVLIB_RESULTS_DIR"] = str(out)  # a pilot's table, apart from the workbook's results
+    name = "memorization_pilot" + ("" if args.setting == "both" else f"_{args.setting}")
+    write_table(table, name, load_preset(args.preset, n_private=args.private), "tools/pilot_memorization.py")
+    print(table.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
