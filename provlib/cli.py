@@ -107,9 +107,8 @@ def plan(preset: str, selected: list[Path], parameters: dict | None) -> tuple[di
                                  f"notebooks, one of {known}") from None
         overrides[key] = parameters.pop(key)
     if preset == "sd-rehearsal":
-        from provlib.rehearsal import (
-            rehearsal_inputs,  # builds tiny local checkpoints and folders once
-        )
+        # imported here: it loads the model stack, which other presets' planning does not need
+        from provlib.rehearsal import rehearsal_inputs
         overrides = {**rehearsal_inputs(cache_dir() / "rehearsal-inputs"), **overrides}
     numbers = {nb.name[:2] for nb in selected}
     if numbers - TRAINPROVE_NOTEBOOKS:
@@ -134,39 +133,10 @@ class ElapsedFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def headless_logging(enabled: bool):
-    """Print papermill's cell starts and the kernel's output (progress bars included) while a notebook runs."""
-    if not enabled:
-        yield
-        return
-    logger, handler = logging.getLogger("papermill"), logging.StreamHandler()
-    handler.setFormatter(ElapsedFormatter())
-    previous = (logger.level, logger.propagate, os.environ.get("PROVLIB_HEADLESS"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    os.environ["PROVLIB_HEADLESS"] = "1"
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous[0])
-        logger.propagate = previous[1]
-        if previous[2] is None:
-            os.environ.pop("PROVLIB_HEADLESS", None)
-        else:
-            os.environ["PROVLIB_HEADLESS"] = previous[2]
-
-
-@contextlib.contextmanager
-def redirected_outputs(output_dir: Path | None):
-    """With ``--output-dir``, results and figures go to ``<dir>/results`` and ``<dir>/figures``."""
-    if output_dir is None:
-        yield
-        return
-    saved = {var: os.environ.get(var) for var in ("PROVLIB_RESULTS_DIR", "PROVLIB_FIGURES_DIR")}
-    os.environ["PROVLIB_RESULTS_DIR"] = str(Path(output_dir) / "results")
-    os.environ["PROVLIB_FIGURES_DIR"] = str(Path(output_dir) / "figures")
+def environment(**values: str):
+    """Set environment variables for the notebooks' kernels, restoring the previous ones afterwards."""
+    saved = {var: os.environ.get(var) for var in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -175,6 +145,38 @@ def redirected_outputs(output_dir: Path | None):
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+@contextlib.contextmanager
+def headless_logging(enabled: bool):
+    """Print papermill's cell starts and the kernel's output (progress bars included) while a notebook runs."""
+    if not enabled:
+        yield
+        return
+    logger, handler = logging.getLogger("papermill"), logging.StreamHandler()
+    handler.setFormatter(ElapsedFormatter())
+    previous = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with environment(PROVLIB_HEADLESS="1"):
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous[0])
+        logger.propagate = previous[1]
+
+
+@contextlib.contextmanager
+def redirected_outputs(output_dir: Path | None):
+    """With ``--output-dir``, results and figures go to ``<dir>/results`` and ``<dir>/figures``."""
+    if output_dir is None:
+        yield
+        return
+    with environment(PROVLIB_RESULTS_DIR=str(Path(output_dir) / "results"),
+                     PROVLIB_FIGURES_DIR=str(Path(output_dir) / "figures")):
+        yield
 
 
 def run(preset: str, only: list[str] | None = None, output_dir: Path | None = None, log: bool = True,

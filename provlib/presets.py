@@ -80,17 +80,17 @@ class Preset:
         Every change is applied before anything is validated, so overrides that only make sense together
         (a smaller ``n_real`` with a smaller ``suspect_samples``) are accepted in one call.
         """
-        user_names: dict[tuple, str] = {}
+        changes: dict[tuple, tuple[str, object]] = {}  # path -> (the name the user wrote, the value)
         for key, value in overrides.items():
             if key in SECTIONS:  # a whole section as a dict of its fields
                 if not isinstance(value, dict):
                     raise ParameterError(key, f"a dict of {key}'s fields, e.g. {{'{dataclasses.fields(SECTIONS[key])[0].name}': ...}}",
                                          value)
                 for sub_key, sub_value in value.items():
-                    user_names[resolve_name(f"{key}.{sub_key}")] = (f"{key}.{sub_key}", sub_value)
+                    changes[resolve_name(f"{key}.{sub_key}")] = (f"{key}.{sub_key}", sub_value)
             else:
-                user_names[resolve_name(key)] = (key, value)
-        return _rebuild(self, (), {path: v for path, v in user_names.items()})
+                changes[resolve_name(key)] = (key, value)
+        return _rebuild(self, (), changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,6 +118,15 @@ class Preset:
     @property
     def is_paper_scale(self) -> bool:
         return self.world.data_source == "folder"
+
+    @property
+    def data_domains(self) -> list[str]:
+        """The domains this preset reads data for: the generic procedural mix at CPU scale, the user's folders
+        (every source domain, the base sources' and the licensed dataset's) at paper scale."""
+        w = self.world
+        if self.is_paper_scale:
+            return sorted(set(w.source_domains) | {w.base_source_domain, self.watermark.domain})
+        return ["generic"] + list(w.source_domains)
 
 
 def _flat_names() -> dict[str, tuple[str, ...]]:
@@ -165,9 +174,7 @@ def _rebuild(obj, prefix: tuple[str, ...], changes: dict[tuple, tuple[str, objec
         path = prefix + (f.name,)
         current = getattr(obj, f.name)
         if path in changes:
-            value = changes[path][1]
-            if isinstance(current, tuple) and isinstance(value, list):
-                value = tuple(value)
+            value = changes[path][1]  # lists for tuple fields become tuples in Section.__post_init__
             if isinstance(current, Section) and not isinstance(value, Section):
                 raise ParameterError(changes[path][0], f"a dict of {f.name}'s fields", value)
             fields[f.name] = value
@@ -286,7 +293,7 @@ def load_preset(name: str, *, inputs_for: str = "attribution", **overrides) -> P
 
 def check_paper_scale_inputs(p: Preset) -> None:
     """Paper scale needs the user's checkpoints and data folders; say exactly which one is missing."""
-    for domain in sorted(set(p.world.source_domains) | {p.world.base_source_domain, p.watermark.domain}):
+    for domain in p.data_domains:
         folder = p.world.dataset_dirs.get(domain)
         if folder is None or not Path(folder).expanduser().is_dir():
             raise ParameterError(f"dataset_dirs['{domain}']", "an existing folder of images with captions.csv or "

@@ -81,9 +81,10 @@ def rehearsal_inputs(root: str | Path, cache_root: str | Path | None = None) -> 
     for k, (domain, layout) in enumerate((("faces", "csv"), ("scenes", "jsonl"))):
         _write_folder(root / "data" / domain, domain, seed=100 + k, layout=layout)
         overrides["dataset_dirs"][domain] = str(root / "data" / domain)
-    weights = attribute_weights(REAL, 1.0, 0, object_attributes(smoke.trainprove.sizes))
-    data, labels = render_objects(list(smoke.trainprove.classes), REAL_IMAGES_PER_CLASS, weights, seed=7, resolution=32,
-                                  template=smoke.trainprove.prompt_template, attributes=object_attributes(smoke.trainprove.sizes))
+    attributes = object_attributes(smoke.trainprove.sizes)
+    data, labels = render_objects(list(smoke.trainprove.classes), REAL_IMAGES_PER_CLASS,
+                                  attribute_weights(REAL, 1.0, 0, attributes), seed=7, resolution=32,
+                                  template=smoke.trainprove.prompt_template, attributes=attributes)
     for i, (image, label) in enumerate(zip(data.images, np.asarray(labels))):
         folder = root / "real-classes" / smoke.trainprove.classes[label]
         folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from provlib.attribution.descriptor import embed
-from provlib.core.images import COMPARE_SIDE, to_compare_space  # noqa: F401 (re-exported)
+from provlib.core.images import to_compare_space
 
 
 def pairwise_pixel_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from provlib.attribution.distance import nearest_distance, pairwise_pixel_distance
+from provlib.attribution.distance import (
+    PixelSpace,
+    nearest_distance,
+    pairwise_pixel_distance,
+)
 from provlib.core.store import derive_seed
 from provlib.core.zoo import Zoo
 
@@ -69,19 +73,20 @@ def copy_measures(generations: np.ndarray, captions: list[str], train, real) -> 
     ``GU_RATIO``). Pixel space, as notebook 01's memorization check.
     """
     generations = np.asarray(generations)
+    n_prompts, n_seeds = generations.shape[:2]
+    space = PixelSpace()  # features once per image set, not once per caption
+    generated = space.features(generations.reshape(n_prompts * n_seeds, *generations.shape[2:])).reshape(n_prompts, n_seeds, -1)
+    train_features, real_features = space.features(train.images), space.features(real.images)
     own_index = {c: i for i, c in enumerate(train.captions)}  # private splits use each caption once first
-    real_by_caption: dict[str, list[int]] = {}
-    for i, caption in enumerate(real.captions):
-        real_by_caption.setdefault(caption, []).append(i)
+    real_by_caption = _indices_by_caption(real.captions)
     rows = []
     for p, caption in enumerate(captions):
-        images = generations[p]
-        to_train = pairwise_pixel_distance(images, train.images)
+        to_train = space.pairwise(generated[p], train_features)
         own = to_train[:, own_index[caption]]
         same = real_by_caption.get(caption, [])
-        to_same = pairwise_pixel_distance(images, real.images[same]).min(1) if same else np.full(len(images), np.nan)
+        to_same = space.pairwise(generated[p], real_features[same]).min(1) if same else np.full(n_seeds, np.nan)
         ordered = np.sort(to_train, axis=1)
-        for s in range(len(images)):
+        for s in range(n_seeds):
             rows.append({"caption": caption, "seed_index": s, "d_own": float(own[s]), "d_same_caption_real": float(to_same[s]),
                          "copies_own": bool(same) and bool(own[s] < to_same[s]),
                          "d_nearest": float(ordered[s, 0]), "d_second": float(ordered[s, 1]),
@@ -92,9 +97,14 @@ def copy_measures(generations: np.ndarray, captions: list[str], train, real) -> 
 
 def same_caption_spread(real) -> float:
     """Mean distance between two real images with one caption: how much content a caption leaves undescribed."""
-    by_caption: dict[str, list[int]] = {}
-    for i, caption in enumerate(real.captions):
-        by_caption.setdefault(caption, []).append(i)
     pairs = [pairwise_pixel_distance(real.images[idx], real.images[idx])[np.triu_indices(len(idx), 1)]
-             for idx in by_caption.values() if len(idx) > 1]
+             for idx in _indices_by_caption(real.captions).values() if len(idx) > 1]
     return float(np.concatenate(pairs).mean()) if pairs else float("nan")
+
+
+def _indices_by_caption(captions: list[str]) -> dict[str, list[int]]:
+    """caption -> the indices of the images that carry it."""
+    groups: dict[str, list[int]] = {}
+    for i, caption in enumerate(captions):
+        groups.setdefault(caption, []).append(i)
+    return groups

@@ -63,10 +63,9 @@ def read_table(name: str, preset, written_by: str, same: tuple[str, ...] = ()) -
     meta = json.loads(meta_path.read_text())
     recorded = meta.get("parameters", {})
     checks = {"preset": (meta.get("preset"), preset.name), "seed": (meta.get("seed"), preset.seed)}
+    now = preset.to_dict()
     for field in same:
-        current = preset.to_dict()
-        for part in field.split("."):
-            current = current[part]
+        current = _parameter(now, field)
         checks[field] = (_parameter(recorded, field), list(current) if isinstance(current, tuple) else current)
     stale = {k: written for k, (written, now) in checks.items()
              if (list(written) if isinstance(written, (list, tuple)) else written) != now}

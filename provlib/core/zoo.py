@@ -38,13 +38,6 @@ class Zoo:
         self.fingerprint = Fingerprints()
 
     # ---- data -------------------------------------------------------------------------------
-    def data_domains(self) -> list[str]:
-        """The domains this preset has data for: the generic pre-training mix at CPU scale only, then the others."""
-        w = self.p.world
-        if self.p.is_paper_scale:
-            return sorted(set(w.source_domains) | {w.base_source_domain, self.p.watermark.domain})
-        return ["generic"] + list(w.source_domains)
-
     def dataset_config(self, domain: str, split: str) -> dict:
         w = self.p.world
         if w.data_source == "folder" and domain not in w.dataset_dirs:
