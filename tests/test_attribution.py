@@ -182,3 +182,18 @@ def test_model_confs_and_query_cost_table():
     assert model_confs(distances, 0.1, n_keys=2).set_index("model_id").conf.to_dict() == {"a": 1.0, "b": 0.0}
     table = conf_by_rho(confs, queries_per_key=4)
     assert table.set_index("rho").queries.to_dict() == {0.0: 16, 1.0: 16}
+
+
+def test_delta0_for_the_decision_calls_the_most_low_rho_shadows_at_the_innocent_level():
+    import pandas as pd
+
+    from provlib.attribution.calibration import select_delta0_for_decision
+    rows = []
+    # innocents: every key at 0.30; ρ = 0.3 shadows: half their keys at 0.18, half at 0.32; ρ = 1 would sit at 0.05
+    for m in range(4):
+        rows += [{"model_id": f"i{m}", "rho": 0.0, "distance": 0.30} for _ in range(10)]
+        rows += [{"model_id": f"s{m}", "rho": 0.3, "distance": d} for d in [0.18] * 5 + [0.32] * 5]
+    delta0 = select_delta0_for_decision(pd.DataFrame(rows), 0.3, false_positive_rate=0.05)
+    assert 0.18 < delta0 <= 0.30  # attributes the copied half, never an innocent key
+    with pytest.raises(ParameterError, match="shadow models"):
+        select_delta0_for_decision(pd.DataFrame(rows), 0.7, false_positive_rate=0.05)

@@ -85,3 +85,30 @@ def test_private_split_uses_each_caption_once_before_repeating():
     private = data.procedural_domain("faces", "private", 70, 32, seed=0)
     assert len(set(private.captions[:64])) == 64  # the whole 64-caption face vocabulary, once
     assert len(set(private.captions)) == 64
+
+
+def test_identity_grid_adds_content_the_caption_does_not_predict():
+    from provlib.attribution.memorization import same_caption_spread
+
+    # faces already had an undescribed background colour; the grid adds most to object scenes
+    for domain, gain in (("faces", 0.005), ("scenes", 0.03)):
+        plain = data.procedural_domain(domain, "real", 96, 32, seed=2, caption_list_size=16)
+        gridded = data.procedural_domain(domain, "real", 96, 32, seed=2, caption_list_size=16, identity_grid=4)
+        assert gridded.captions == plain.captions  # the caption is unchanged: the grid is undescribed
+        assert same_caption_spread(gridded) > same_caption_spread(plain) + gain
+    # off by default: images without the grid are exactly those of earlier releases' call
+    assert (data.procedural_domain("faces", "real", 4, 32, seed=2, identity_grid=0).images
+            == data.procedural_domain("faces", "real", 4, 32, seed=2).images).all()
+
+
+def test_vae_downsampling_sets_the_latent_size():
+    import torch
+
+    from provlib.core import models
+    for factor, side in ((4, 8), (8, 4)):
+        vae = models.build_tiny_vae(32, downsampling=factor)
+        with torch.no_grad():
+            latent = vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
+        assert latent.shape[-2:] == (side, side)
+    with pytest.raises(ParameterError, match="vae_downsampling"):
+        models.build_tiny_vae(32, downsampling=2)

@@ -124,3 +124,35 @@ def test_naming_the_source_and_the_confusion_matrix():
     scores = np.array([0.9, 0.1, 0.3, 0.2])  # x -> a (right), y -> innocent (right)
     confusion = discriminator_study.source_confusion(meta, scores)
     assert confusion.loc["a", "a"] == 1 and confusion.loc["innocent", "innocent"] == 1 and confusion.to_numpy().sum() == 2
+
+
+def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
+    """"None of them" is decided at a level chosen on shadow suspects, each scored by a model that never saw it."""
+    features, meta = synthetic_models()
+    shadow = (meta.split == "shadow").to_numpy()
+    own, own_meta = features[shadow], meta[shadow].reset_index(drop=True)
+    # every shadow suspect against every source: its own features for its own source, innocent-like ones elsewhere
+    innocent_like = features[shadow & (meta.rho == 0).to_numpy()].mean(0)
+    targets = sorted(meta.target.unique())
+    cross_meta = pd.DataFrame([{**row, "target": t} for row in own_meta.to_dict("records") for t in targets])
+    cross = np.stack([own[i] if t == own_meta.target[i] else innocent_like for i in range(len(own_meta)) for t in targets])
+    leaks = []
+    fit, score = Discriminator.fit, Discriminator.score
+
+    def spy_fit(self, x, y, s):
+        self.seen_rows = {tuple(r) for r in np.asarray(x)}
+        return fit(self, x, y, s)
+
+    def spy_score(self, x, s):
+        leaks.extend(tuple(r) in self.seen_rows for r in np.asarray(x))
+        return score(self, x, s)
+
+    monkeypatch.setattr(Discriminator, "fit", spy_fit)
+    monkeypatch.setattr(Discriminator, "score", spy_score)
+    config = DiscriminatorConfig("pixel", "key_distances", "logreg", "pooled")
+    scores = discriminator_study.out_of_fold_cross_scores(config, own, own_meta, cross, cross_meta, n_folds=3)
+    assert not np.isnan(scores).any() and len(leaks) == len(cross_meta) and not any(leaks)
+    threshold, curve = discriminator_study.choose_naming_threshold(cross_meta, scores)
+    assert 0 < threshold < 1 and curve.shadow_naming_accuracy.max() > 0.8
+    assert discriminator_study.naming_accuracy(cross_meta, scores, threshold) == curve.shadow_naming_accuracy.max()
+    assert discriminator_study.naming_accuracy(cross_meta, scores, 0.999) < curve.shadow_naming_accuracy.max()

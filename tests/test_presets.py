@@ -9,6 +9,15 @@ def test_default_presets_exist_and_validate():
     cpu = load_preset("cpu")
     assert cpu.source_names == ["v1", "v1-faces", "v1-scenes", "v2", "v2-faces", "v2-scenes"]
     assert cpu.suspects.per_setting >= 6
+    quick = load_preset("quick")  # one fine-tuned source per domain, the issue-17 world
+    assert quick.source_names == ["v1-faces", "v1-scenes"] and quick.world.identity_grid > 0
+    assert quick.suspects.train_text_encoder and quick.models.source_train_text_encoder
+
+
+def test_fine_tuned_bases_must_be_bases():
+    with pytest.raises(ParameterError, match="fine_tuned_bases"):
+        load_preset("cpu", fine_tuned_bases=("v3",))
+    assert load_preset("cpu", base_sources=False, fine_tuned_bases=("v2",)).source_names == ["v2-faces", "v2-scenes"]
 
 
 def test_unknown_preset_names_the_parameter():

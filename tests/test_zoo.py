@@ -1,9 +1,11 @@
+import numpy as np
 import pandas as pd
 import pytest
 
 from provlib.attribution.queries import AttributionZoo as Zoo
 from provlib.core.errors import ParameterError
 from provlib.core.source import Source
+from provlib.core.store import derive_seed
 from provlib.presets import load_preset
 
 
@@ -15,12 +17,27 @@ def zoo(smoke_cache):
 def test_suspect_plan_covers_every_setting_with_shadow_and_test(zoo):
     plan = pd.DataFrame([vars(s) for s in zoo.suspect_specs()])
     p = zoo.p
-    assert len(plan) == len(p.source_names) * (len(p.suspects.rho_values) + 1) * p.suspects.per_setting
-    assert plan.model_id.is_unique and plan.seed.is_unique
+    innocents = p.suspects.innocents or p.suspects.per_setting
+    assert len(plan) == len(p.source_names) * (len(p.suspects.rho_values) * p.suspects.per_setting + innocents)
+    assert plan.model_id.is_unique and plan[plan.rho > 0].seed.is_unique
     per_setting = plan.groupby(["source", "rho"]).split.agg(lambda s: set(s))
     assert all(s == {"shadow", "test"} for s in per_setting)
     # "other": suspects never fine-tune the base their source was built on
     assert all(not row.source.startswith(row.base) for row in plan.itertuples())
+
+
+def test_innocent_models_are_shared_per_suspect_base_and_domain(smoke_cache):
+    """An innocent model does not depend on the source: sources whose suspects share a base and a domain share it."""
+    same_base = Zoo(load_preset("smoke", suspect_base="v1", suspect_innocents=3), cache_root=smoke_cache / "artifacts",
+                    show_progress=False)
+    specs = same_base.suspect_specs()
+    innocent = {s.source: [same_base.suspect_config(x) for x in specs if x.source == s.source and x.rho == 0]
+                for s in specs}
+    assert len(innocent["v1-faces"]) == 3
+    assert innocent["v1-faces"] == innocent["v2-faces"]          # same (base v1, faces): one set of models
+    assert innocent["v1-faces"] != innocent["v1-scenes"]         # another domain: other models
+    infringing = [same_base.suspect_config(x) for x in specs if x.rho > 0 and x.source in ("v1-faces", "v2-faces")]
+    assert len({str(c) for c in infringing}) == len(infringing)  # infringing models always belong to one source
 
 
 def test_suspect_training_set_has_rho_share_of_generated_images(zoo):
@@ -63,9 +80,9 @@ def test_fine_tuning_the_text_encoder_is_a_lever_that_leaves_other_keys_alone(sm
     import torch
 
     from provlib.core.store import config_hash
-    plain = Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)
-    lever = Zoo(load_preset("smoke", suspect_train_text_encoder=True, source_train_text_encoder=True),
+    plain = Zoo(load_preset("smoke", suspect_train_text_encoder=False, source_train_text_encoder=False),
                 cache_root=smoke_cache / "artifacts", show_progress=False)
+    lever = Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)  # both on
     assert "train_text_encoder" not in plain.fine_tune_recipe() and "train_text_encoder" not in plain.source_config("v1-faces")
     assert plain.base_config("v1") == lever.base_config("v1")
     spec = next(s for s in plain.suspect_specs() if s.rho == 0.0)
@@ -74,3 +91,28 @@ def test_fine_tuning_the_text_encoder_is_a_lever_that_leaves_other_keys_alone(sm
     base = lever.load(lever.base_location(spec.base))
     changed = [not torch.equal(a, b) for a, b in zip(suspect.text_encoder.parameters(), base.text_encoder.parameters())]
     assert any(changed)
+
+
+def test_duplicated_private_images_enter_the_source_and_its_key(smoke_cache):
+    p = load_preset("smoke", private_duplicates=3, duplicate_copies=4)
+    zoo = Zoo(p, cache_root=smoke_cache / "artifacts", show_progress=False)
+    private, train = zoo.dataset("faces", "private"), zoo.training_set("v1-faces")
+    assert len(train) == len(private) + 3 * 3
+    assert (train.images[len(private):] == np.concatenate([private.images[:3]] * 3)).all()
+    assert len(zoo.training_set("v1")) == p.world.n_pretrain  # a base's pre-training set has no duplicates added
+    assert zoo.key_candidates("v1-faces").captions == Zoo(p.replace(private_duplicates=0), cache_root=smoke_cache /
+                                                              "artifacts").key_candidates("v1-faces").captions
+    plain = Zoo(p.replace(private_duplicates=0), cache_root=smoke_cache / "artifacts")
+    assert "duplicates" in zoo.source_config("v1-faces") and "duplicates" not in plain.source_config("v1-faces")
+
+
+def test_copy_curve_is_recorded_while_a_source_trains(smoke_cache):
+    zoo = Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)
+    steps, captions, images = zoo.copy_curve("v1-faces")
+    assert steps == [2, 5, 8, 10] and len(captions) == zoo.p.attribution.memorization_prompts
+    assert images.shape[:3] == (4, len(captions), 2) and images.dtype == np.uint8
+    assert zoo.copy_curve("v1") is None  # a base alone has no fine-tuning to follow
+    # the curve's last point is the finished source itself, generating with the recorder's seed
+    final = zoo.generate(zoo.load(zoo.source_location("v1-faces")), captions, images_per_prompt=2, show_progress=False,
+                         seed=derive_seed(zoo.p.seed, "copy-curve-generate", "v1-faces")).images
+    assert (final.reshape(images.shape[1:]) == images[-1]).all()

@@ -1,11 +1,11 @@
 """Issue 17's cost question: how fast is the workbook's fine-tuning loop against a bare PyTorch loop on the same UNet?
 
-    python tools/benchmark_training.py [--preset cpu] [--steps 60] [--batch 16] [--out data/pilots]
+    python tools/benchmark_training.py [--preset cpu] [--steps 60] [--batch 16 64] [--threads 1] [--set KEY=VALUE]
 
 Both loops fine-tune a copy of the preset's ``v1`` base UNet on the faces private split at the same batch size and
 learning rate: ``train_denoiser`` (accelerate, per-step seeded draws, caption dropout, checkpoint logic) and a bare
-loop (precomputed latents and prompt embeddings, one global generator, AdamW, MSE on the noise), each also in
-``channels_last`` memory format. The first steps are a warm-up and are not timed. Writes samples per second, one
+loop (precomputed latents and prompt embeddings, one global generator, AdamW, MSE on the noise), with PyTorch's
+default per-tensor AdamW and with the fused one, and each in ``channels_last`` memory format. The first steps are a warm-up and are not timed. Writes samples per second, one
 row per variant, to ``training_throughput.csv``.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
@@ -31,7 +32,7 @@ from provlib.presets import load_preset  # noqa: E402
 WARMUP = 10
 
 
-def bare_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: bool) -> float:
+def bare_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: bool, fused: bool = False) -> float:
     """Samples per second of a minimal epsilon-prediction loop over ``pipe.unet`` (timed after the warm-up)."""
     unet = pipe.unet.train()
     if channels_last:
@@ -43,7 +44,7 @@ def bare_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: bool
         ids = pipe.tokenizer(data.captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         embeddings = pipe.text_encoder(ids)[0]
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2, fused=fused)
     generator = torch.Generator().manual_seed(0)
     for step in range(steps + WARMUP):
         if step == WARMUP:
@@ -62,7 +63,8 @@ def bare_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: bool
     return steps * batch / (time.perf_counter() - start)
 
 
-def workbook_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: bool) -> float:
+def workbook_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: bool, fused: bool = True) -> float:
+    """``train_denoiser`` (fused AdamW since issue 17) over the same UNet."""
     if channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
     marks = {}
@@ -75,24 +77,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, nargs="+", default=[16])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a preset field for the world and bases (YAML value), e.g. --set vae_downsampling=8")
     parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
-    preset = load_preset(args.preset)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = load_preset(args.preset, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
     zoo = Zoo(preset, show_progress=False)
     base = zoo.load(zoo.base_location("v1"))
     data = zoo.dataset("faces", "private")
     rows = []
-    for name, loop in (("bare PyTorch loop", bare_loop), ("workbook train_denoiser", workbook_loop)):
-        for channels_last in (False, True):
+    variants = [("bare PyTorch loop", bare_loop, False, False), ("bare PyTorch loop", bare_loop, False, True),
+                ("bare PyTorch loop", bare_loop, True, True), ("workbook train_denoiser", workbook_loop, False, True),
+                ("workbook train_denoiser", workbook_loop, True, True)]
+    for batch in args.batch:
+        for name, loop, channels_last, fused in variants:
             pipe = copy.deepcopy(base)
-            rate = loop(pipe, data, args.steps, args.batch, preset.models.source.lr, channels_last)
-            rows.append({"loop": name, "channels_last": channels_last, "samples_per_second": rate,
-                         "steps_timed": args.steps, "batch_size": args.batch, "threads": torch.get_num_threads()})
+            rate = loop(pipe, data, args.steps, batch, preset.models.source.lr, channels_last, fused)
+            rows.append({"loop": name, "channels_last": channels_last, "fused_adamw": fused, "samples_per_second": rate,
+                         "steps_timed": args.steps, "batch_size": batch, "threads": torch.get_num_threads(),
+                         "vae_downsampling": preset.models.vae_downsampling})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    reference = table[(table.loop == "bare PyTorch loop") & ~table.channels_last].samples_per_second.iloc[0]
-    table["ratio_to_bare_loop"] = table.samples_per_second / reference
+    plain = table[(table.loop == "bare PyTorch loop") & ~table.channels_last & ~table.fused_adamw]
+    table["ratio_to_bare_loop"] = table.samples_per_second / table.batch_size.map(plain.set_index("batch_size").samples_per_second)
     os.environ["PROVLIB_RESULTS_DIR"] = str(Path(args.out))  # a pilot's table, apart from the workbook's results
     write_table(table, "training_throughput", preset, "tools/benchmark_training.py")
     print(table.round(3).to_string())

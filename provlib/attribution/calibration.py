@@ -5,6 +5,7 @@ models to ``split == "shadow"`` itself, so a caller cannot leak test models into
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from provlib.attribution.instance import (
@@ -61,20 +62,30 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
               innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1) -> dict:
     """δ0 and the conf decision level for one feature space, from shadow models only.
 
-    δ0 compares pooled per-key distances of the shadow models at the largest ρ (infringing) with the
-    shadow innocent models (ρ = 0), as the paper picks δ0 from one ρ = 1 and one innocent model; the conf
-    level then lets at most ``false_positive_rate`` of shadow innocent models through.
+    ``max_gap`` and ``innocent_rate`` compare pooled per-key distances of the shadow models at the largest ρ
+    (infringing) with the shadow innocent models (ρ = 0), as the paper picks δ0 from one ρ = 1 and one innocent
+    model; ``low_rho_tpr`` picks the δ0 that calls the most shadows at the smallest ρ infringing
+    (``select_delta0_for_decision``). The conf level then lets at most ``false_positive_rate`` of shadow innocent
+    models through; ``shadow_rho`` names the infringing shadows δ0 was chosen on.
     """
     shadow = [s for s in specs if s.split == "shadow"]
     if not shadow:
         raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
     top_rho = max(s.rho for s in shadow)
-    chosen = [s for s in shadow if s.rho in (0.0, top_rho)]
+    low_rho = min((s.rho for s in shadow if s.rho > 0), default=top_rho)
+    chosen = [s for s in shadow if s.rho in (0.0, low_rho if rule == "low_rho_tpr" else top_rho)]
     distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
                               space, desc=f"shadow distances ({space.name})")
-    infringing = distances[distances.rho == top_rho].distance
-    innocent = distances[distances.rho == 0.0].distance
-    delta0 = select_delta0(infringing, innocent, rule=rule, innocent_key_rate=innocent_key_rate)
+    if rule == "low_rho_tpr":
+        # the decision that matters: δ0 that calls the most smallest-ρ shadows infringing at the conf level that lets at
+        # most false_positive_rate of innocent shadows through (the largest-ρ shadows copy so closely that a δ0 fitted
+        # to them is too tight for ρ = 0.3)
+        delta0 = select_delta0_for_decision(distances, low_rho, false_positive_rate)
+        top_rho = low_rho
+    else:
+        infringing = distances[distances.rho == top_rho].distance
+        innocent = distances[distances.rho == 0.0].distance
+        delta0 = select_delta0(infringing, innocent, rule=rule, innocent_key_rate=innocent_key_rate)
     confs = model_confs(distances, delta0)
     innocent_confs = confs[confs.rho == 0.0].conf
     conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate)
@@ -85,6 +96,26 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
             "shadow_conf_infringing": float(infringing_confs.mean()), "shadow_conf_innocent": float(innocent_confs.mean()),
             "shadow_conf_gap": float(infringing_confs.mean() - innocent_confs.mean()),
             "shadow_models": sorted(confs.model_id.unique())}
+
+
+def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positive_rate: float, grid=None) -> float:
+    """δ0 maximizing the share of ρ = ``rho`` models whose conf exceeds the innocent models' conf level (the level
+    ``select_conf_threshold`` sets at ``false_positive_rate``); ties go to the larger conf gap, then the smaller δ0."""
+    grid = np.round(np.arange(0.01, 0.6, 0.005), 4) if grid is None else np.asarray(grid)
+    by_model = {key: g.distance.to_numpy() for key, g in distances.groupby(["model_id", "rho"])}
+    innocent = [d for (_, r), d in by_model.items() if r == 0.0]
+    infringing = [d for (_, r), d in by_model.items() if r == rho]
+    if not innocent or not infringing:
+        raise ParameterError("shadow models", f"innocent shadows and shadows at rho={rho:g}", sorted({r for _, r in by_model}))
+    best, best_key = float(grid[0]), (-1.0, -np.inf)
+    for delta0 in grid:
+        innocent_confs = np.array([(d < delta0).mean() for d in innocent])
+        infringing_confs = np.array([(d < delta0).mean() for d in infringing])
+        level = select_conf_threshold(innocent_confs, false_positive_rate)
+        key = ((infringing_confs > level).mean(), infringing_confs.mean() - innocent_confs.mean())
+        if key > best_key:
+            best, best_key = float(delta0), key
+    return best
 
 
 def conf_by_rho(confs: pd.DataFrame, queries_per_key: int) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from provlib.attribution.discriminator import (
     mean_auc_by_source,
     name_source,
     per_key_distances,
+    shadow_folds,
 )
 from provlib.attribution.keys import KeySet
 from provlib.attribution.metrics import bootstrap_report, detection_report
@@ -124,3 +125,35 @@ def source_confusion(meta: pd.DataFrame, scores: np.ndarray, threshold: float = 
     order = sorted(meta.target.unique()) + ["innocent"]
     return pd.crosstab(truth, named.reindex(truth.index).rename("named source")).reindex(
         index=order, columns=order, fill_value=0)
+
+
+def out_of_fold_cross_scores(config: DiscriminatorConfig, features: np.ndarray, meta: pd.DataFrame, cross_features: np.ndarray,
+                             cross_meta: pd.DataFrame, n_folds: int = 3, seed: int = 0) -> np.ndarray:
+    """P(infringing) of shadow suspects against every source, each scored by a discriminator that never saw it.
+
+    ``features``/``meta``: the shadow suspects against their own source (what the discriminator trains on);
+    ``cross_*``: the same suspects against every source. Folds are ``shadow_folds`` over the shadow suspects, so
+    the scores behave as a test suspect's would, and a threshold chosen on them is not fitted to the training set.
+    """
+    labels, sources = labels_of(meta), meta.target.to_numpy()
+    scores = np.full(len(cross_meta), np.nan)
+    for train, held_out in shadow_folds(labels, sources, n_folds, seed):
+        model = Discriminator(config, seed).fit(features[train], labels[train], sources[train])
+        rows = cross_meta.model_id.isin(meta.model_id.to_numpy()[held_out]).to_numpy()
+        scores[rows] = model.score(cross_features[rows], cross_meta.target.to_numpy()[rows])
+    return scores
+
+
+def naming_accuracy(cross_meta: pd.DataFrame, scores: np.ndarray, threshold: float) -> float:
+    """Share of suspects named right (their source, or "innocent") by the largest P(infringing) over sources."""
+    confusion = source_confusion(cross_meta, scores, threshold).to_numpy()
+    return float(np.trace(confusion) / confusion.sum())
+
+
+def choose_naming_threshold(cross_meta: pd.DataFrame, scores: np.ndarray, grid=None) -> tuple[float, pd.DataFrame]:
+    """The level the largest P(infringing) over sources must reach before a source is named, chosen on shadow suspects
+    (out-of-fold scores): the most accurate on the grid, the middle one of tied levels. Below it the answer is "none"."""
+    grid = np.round(np.arange(0.05, 1.0, 0.025), 3) if grid is None else np.asarray(grid)
+    table = pd.DataFrame({"threshold": grid, "shadow_naming_accuracy": [naming_accuracy(cross_meta, scores, t) for t in grid]})
+    best = np.flatnonzero(np.isclose(table.shadow_naming_accuracy, table.shadow_naming_accuracy.max()))
+    return float(grid[best[len(best) // 2]]), table

@@ -194,6 +194,12 @@ class World(Section):
     n_private: int = setting(64, positive_int)            # a source owner's private fine-tuning set, per domain
     n_real: int = setting(256, positive_int)              # real-data pool per domain that suspects draw from
     scene_caption_list_size: int = setting(400, positive_int)  # the CC3M analogue's caption list
+    # cells per side of each image's undescribed background grid (0: none); content a caption cannot predict
+    identity_grid: int = setting(0, non_negative_int)
+    # private images that appear duplicate_copies times in a source's fine-tuning set (memorization follows
+    # duplication: Carlini et al. 2023, Somepalli et al. 2023)
+    private_duplicates: int = setting(0, non_negative_int)
+    duplicate_copies: int = setting(4, at_least_int(2))
     base_source_domain: str = setting("generic", text)    # prompts / real data for the base-only sources
     source_domains: tuple = setting(("faces", "scenes"), names())
 
@@ -221,10 +227,17 @@ class Models(Section):
     base_checkpoints: dict = setting({}, mapping)         # base -> local pipeline dir or hub id (paper scale)
     allow_download: bool = setting(False, boolean)        # hub ids are only fetched when this is True
     vae_steps: int = setting(1500, positive_int)
+    vae_downsampling: int = setting(4, lambda v: None if v in (4, 8) and not isinstance(v, bool) else "4 or 8")
     pretrain: Recipe = field(default_factory=lambda: Recipe(2500, 32, 6e-4))
     source: Recipe = field(default_factory=lambda: Recipe(2500, 16, 6e-4))
     # fine-tune the text encoder with the UNet (DreamBooth's train_text_encoder): a memorization lever
     source_train_text_encoder: bool = setting(False, boolean)
+    fine_tuned_bases: tuple = setting((), names(at_least=0))  # bases with fine-tuned sources (empty: every base)
+    base_sources: bool = setting(True, boolean)           # the bases themselves are sources too (SD-v1, SD-v2)
+
+    def validate(self):
+        self.require(set(self.fine_tuned_bases) <= set(self.base_names), "fine_tuned_bases",
+                     f"a subset of base_names={self.base_names}")
 
 
 @dataclass(frozen=True)
@@ -236,7 +249,11 @@ class Suspects(Section):
     recipe: Recipe = field(default_factory=lambda: Recipe(400, 16, 6e-4))
     rho_values: tuple = setting((0.3, 0.5, 0.7, 1.0), numbers_in(0.0, 1.0, what="proportions (rho = 0, the innocent "
                                                                                    "models, is always built)"))
-    per_setting: int = setting(6, at_least_int(2))        # per (source, rho), rho = 0 (innocent) included
+    per_setting: int = setting(6, at_least_int(2))        # per (source, rho > 0)
+    # innocent models per source (0: per_setting). An innocent model does not depend on the source, so one is
+    # trained per (suspect base, domain) and serves every source whose suspects share that base and domain
+    innocents: int = setting(0, lambda v: None if v == 0 or (isinstance(v, int) and not isinstance(v, bool) and v >= 2)
+                             else "0 (as per_setting) or an integer >= 2")
     shadow_fraction: float = setting(0.5, probability_open)  # share of each setting the defender may use
     base: str = setting("other", text)                    # "other": the base the source was not built on; or a base name
     train_text_encoder: bool = setting(False, boolean)    # fine-tune the text encoder with the UNet

@@ -79,15 +79,18 @@ def _domain_caption_list(domain: str, size: int, seed: int) -> list:
     raise ParameterError("domain", f"one of {sorted(DOMAINS)}", domain)
 
 
-def _render(attrs, seed: int, resolution: int) -> np.ndarray:
+def _render(attrs, seed: int, resolution: int, identity_grid: int) -> np.ndarray:
     if isinstance(attrs, scenes.FaceAttributes):
-        return scenes.render_face(attrs, seed, resolution)
-    return scenes.render_scene(attrs, seed, resolution)
+        return scenes.render_face(attrs, seed, resolution, identity_grid)
+    return scenes.render_scene(attrs, seed, resolution, identity_grid)
 
 
 def procedural_domain(domain: str, split: str, n_images: int, resolution: int, seed: int,
-                      caption_list_size: int = 400) -> CaptionedImageSet:
-    """Render ``n_images`` of a domain's split. Splits never share an image: each image's seed encodes its split."""
+                      caption_list_size: int = 400, identity_grid: int = 0) -> CaptionedImageSet:
+    """Render ``n_images`` of a domain's split. Splits never share an image: each image's seed encodes its split.
+
+    ``identity_grid`` > 0 gives every image a coarse undescribed background grid (see ``provlib.core.scenes``).
+    """
     if split not in SPLITS:
         raise ParameterError("split", f"one of {SPLITS}", split)
     if n_images < 1:
@@ -105,7 +108,7 @@ def procedural_domain(domain: str, split: str, n_images: int, resolution: int, s
     images, captions, ids = [], [], []
     for i, pick in enumerate(picks):
         image_seed = int(np.random.SeedSequence([seed, domain_code, split_code, i]).generate_state(1)[0])
-        images.append(_render(caption_list[pick], image_seed, resolution))
+        images.append(_render(caption_list[pick], image_seed, resolution, identity_grid))
         captions.append(caption_list[pick].caption())
         ids.append(f"{domain}/{split}/{i}")
     return CaptionedImageSet(np.stack(images), captions, ids)

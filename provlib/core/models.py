@@ -50,17 +50,22 @@ def build_word_tokenizer(vocabulary: list[str], max_length: int = MAX_CAPTION_TO
                                    pad_token="<pad>", unk_token="<unk>", model_max_length=max_length)
 
 
-def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT_CHANNELS) -> AutoencoderKL:
-    """A 4x-downsampling KL autoencoder with 8 latent channels.
+def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT_CHANNELS, downsampling: int = 4
+                   ) -> AutoencoderKL:
+    """A KL autoencoder with 8 latent channels that downsamples ``downsampling`` (4 or 8) times.
 
-    SD's VAE downsamples 8x into 4 channels; at 32 px that leaves a 4x4 latent, so the tiny one keeps an
-    8x8 latent and, measured on the workbook's scenes, needs 8 channels to keep faces and textures legible.
+    SD's VAE downsamples 8x into 4 channels. At 32 px, 4x keeps an 8x8 latent (fine detail legible); 8x, as SD
+    does, leaves a 4x4 latent: coarse content only, but a quarter of the UNet's work and of the dimensions a model
+    must fit to memorize an image. 8 channels keep faces and textures legible (measured on the workbook's scenes).
     """
+    if downsampling not in (4, 8):
+        raise ParameterError("vae_downsampling", "4 or 8", downsampling)
+    blocks = 3 if downsampling == 4 else 4
     torch.manual_seed(seed)
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=latent_channels, sample_size=resolution, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32), norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=(16, 32, 32, 32)[:blocks], norm_num_groups=8,
     )
 
 

@@ -4,6 +4,14 @@ A caption fixes the *described* attributes; every image also has *undescribed* i
 (exact position, shades, skin tone, texture phase) drawn from the image's own seed. Those details are
 what a model can only get right by memorizing a particular training image, which is the signal the
 attribution method relies on.
+
+Fine details alone are too little to copy: two real images with one caption then differ by little more than
+the autoencoder's own error, and an innocent model's caption-average already lies near any of them. With
+``identity_grid = g > 0`` every image also carries coarse undescribed content, as a photo's composition or a
+face's identity is not in its caption: the background is a g x g grid of cells whose colours come from the
+image's seed alone (faces: any colour; object scenes: the described background colour, each cell shifted
+by up to ``SCENE_CELL_SHIFT``). At 32 px a 4 x 4 grid has 8-pixel cells, two latent pixels of the 4x
+autoencoder, so it survives encoding.
 """
 from __future__ import annotations
 
@@ -25,6 +33,8 @@ SIZES = ("small", "big")
 POSITIONS = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73), "center": (0.5, 0.5)}
 TEXTURES = ("plain", "striped", "dotted", "checkered")
 BACKGROUNDS = {"gray": (128, 128, 128), "white": (235, 235, 235), "dark": (40, 40, 50)}
+SCENE_CELL_SHIFT = 70   # per-channel shift of an object scene's grid cells around the described background colour
+FACE_CELL_RANGE = (40, 225)  # a face background cell's channel values (any colour: the caption names none)
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,19 @@ def _jitter(rng: np.random.Generator, colour, amount: int):
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
 
-def _textured_background(draw: ImageDraw.ImageDraw, size: int, texture: str, base, rng: np.random.Generator):
+def _cell_grid(draw: ImageDraw.ImageDraw, size: int, cells: int, colour_of_cell) -> None:
+    """Fill the canvas with a cells x cells grid, each cell coloured by ``colour_of_cell()`` (the undescribed content)."""
+    edges = np.linspace(0, size, cells + 1).round().astype(int)
+    for top, bottom in zip(edges[:-1], edges[1:]):
+        for left, right in zip(edges[:-1], edges[1:]):
+            draw.rectangle([int(left), int(top), int(right) - 1, int(bottom) - 1], fill=colour_of_cell())
+
+
+def _textured_background(draw: ImageDraw.ImageDraw, size: int, texture: str, base, rng: np.random.Generator,
+                         identity_grid: int = 0):
     draw.rectangle([0, 0, size, size], fill=base)
+    if identity_grid:
+        _cell_grid(draw, size, identity_grid, lambda: _jitter(rng, base, SCENE_CELL_SHIFT))
     accent = tuple(int(c * 0.75 + 30) for c in base) if sum(base) < 300 else tuple(int(c * 0.8) for c in base)
     period = size // int(rng.integers(5, 8))
     phase = int(rng.integers(0, period))
@@ -132,12 +153,12 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         draw.polygon([(cx + radius * np.cos(a), cy + radius * np.sin(a)) for a in angles], fill=colour)
 
 
-def render_scene(attrs: SceneAttributes, seed: int, resolution: int) -> np.ndarray:
+def render_scene(attrs: SceneAttributes, seed: int, resolution: int, identity_grid: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     size = resolution * SUPERSAMPLE
     img = Image.new("RGB", (size, size))
     draw = ImageDraw.Draw(img)
-    _textured_background(draw, size, attrs.texture, _jitter(rng, BACKGROUNDS[attrs.background], 25), rng)
+    _textured_background(draw, size, attrs.texture, _jitter(rng, BACKGROUNDS[attrs.background], 25), rng, identity_grid)
     for obj in attrs.objects:
         fx, fy = POSITIONS[obj.position]
         cx = (fx + rng.uniform(-0.07, 0.07)) * size
@@ -147,12 +168,14 @@ def render_scene(attrs: SceneAttributes, seed: int, resolution: int) -> np.ndarr
     return np.asarray(img.resize((resolution, resolution), Image.LANCZOS))
 
 
-def render_face(attrs: FaceAttributes, seed: int, resolution: int) -> np.ndarray:
+def render_face(attrs: FaceAttributes, seed: int, resolution: int, identity_grid: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     size = resolution * SUPERSAMPLE
     background = tuple(int(v) for v in rng.integers(60, 230, size=3))
     img = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(img)
+    if identity_grid:
+        _cell_grid(draw, size, identity_grid, lambda: tuple(int(v) for v in rng.integers(*FACE_CELL_RANGE, size=3)))
     cx = size * (0.5 + rng.uniform(-0.06, 0.06))
     cy = size * (0.54 + rng.uniform(-0.05, 0.05))
     rx, ry = size * rng.uniform(0.26, 0.32), size * rng.uniform(0.32, 0.38)

@@ -46,15 +46,19 @@ class SuspectZoo(Zoo):
 
     def suspect_specs(self) -> list[SuspectSpec]:
         p, s = self.p, self.p.suspects
-        n_shadow = max(1, min(s.per_setting - 1, round(s.per_setting * s.shadow_fraction)))
         specs = []
         for source in p.source_names:
+            base, domain = self.suspect_base(source), self.source_domain(source)
             for rho in (0.0,) + tuple(s.rho_values):
-                for k in range(s.per_setting):
+                count = (s.innocents or s.per_setting) if rho == 0 else s.per_setting
+                n_shadow = max(1, min(count - 1, round(count * s.shadow_fraction)))
+                for k in range(count):
+                    # an innocent's seed names its (base, domain) group, not the source: one model serves them all
+                    seed = derive_seed(p.seed, "innocent", base, domain, k) if rho == 0 else \
+                        derive_seed(p.seed, "suspect", source, rho, k)
                     specs.append(SuspectSpec(
-                        model_id=f"{source}_rho{round(rho * 100):03d}_{k:02d}", source=source, rho=float(rho),
-                        seed=derive_seed(p.seed, "suspect", source, rho, k), split="shadow" if k < n_shadow else "test",
-                        base=self.suspect_base(source), domain=self.source_domain(source)))
+                        model_id=f"{source}_rho{round(rho * 100):03d}_{k:02d}", source=source, rho=float(rho), seed=seed,
+                        split="shadow" if k < n_shadow else "test", base=base, domain=domain))
         return specs
 
     def fine_tune_recipe(self) -> dict:
@@ -67,7 +71,10 @@ class SuspectZoo(Zoo):
 
     def suspect_config(self, spec: SuspectSpec) -> dict:
         p = self.p
-        config = {"kind": "suspect", "v": CODE_VERSION["suspect"], "spec": asdict(spec),
+        identity = asdict(spec)
+        if spec.rho == 0:  # an innocent model is the same whichever source it is listed under
+            identity = {k: v for k, v in identity.items() if k not in ("model_id", "source")}
+        config = {"kind": "suspect", "v": CODE_VERSION["suspect"], "spec": identity,
                   "base": config_hash(self.base_config(spec.base)),
                   "real": config_hash(self.dataset_config(spec.domain, "real")), "samples": p.suspects.samples,
                   **self.fine_tune_recipe()}

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from diffusers import AutoencoderKL
 
 from provlib.core import data as data_mod
 from provlib.core import models, scenes
+from provlib.core.copy_curve import copy_curve_config, copy_curve_recorder
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
@@ -52,6 +54,8 @@ class Zoo:
                           contents=self.fingerprint(w.dataset_dirs[domain]))
         else:
             config.update(scene_caption_list_size=w.scene_caption_list_size)
+            if w.identity_grid:  # only when on, so datasets built without it keep their keys
+                config["identity_grid"] = w.identity_grid
         return config
 
     def dataset(self, domain: str, split: str) -> CaptionedImageSet:
@@ -64,7 +68,7 @@ class Zoo:
                 part = data_mod.split_folder_dataset(full, split, w.n_private, w.n_real, self.p.seed)
             else:
                 part = data_mod.procedural_domain(domain, split, config["n"], w.resolution, self.p.seed,
-                                                  w.scene_caption_list_size)
+                                                  w.scene_caption_list_size, w.identity_grid)
             part.save(tmp)
 
         return CaptionedImageSet.load(self.store.get_or_build("dataset", config, build))
@@ -86,7 +90,14 @@ class Zoo:
         if not self.has_known_training_set(source):
             raise ParameterError("source", "a fine-tuned source: a real checkpoint's pre-training data is not available",
                                  str(source))
-        return self.dataset(*self.prompt_split(source))
+        images = self.dataset(*self.prompt_split(source))
+        w = self.p.world
+        if not self.source(source).is_fine_tuned or not w.private_duplicates:
+            return images
+        # the owner's data holds duplicates, as web data does: the first images appear duplicate_copies times in all
+        # (the private split's order is a seeded shuffle of its captions, so which ones is random)
+        repeated = images.subset(list(range(min(w.private_duplicates, len(images)))) * (w.duplicate_copies - 1))
+        return CaptionedImageSet.concat([images, repeated])
 
     def has_known_training_set(self, source: str | Source) -> bool:
         """Fine-tuned sources always; base-only sources only at CPU scale, where we pre-trained them."""
@@ -109,8 +120,11 @@ class Zoo:
 
     # ---- models -------------------------------------------------------------------------------
     def vae_config(self) -> dict:
-        return {"kind": "vae", "v": CODE_VERSION["vae"], "steps": self.p.models.vae_steps, "seed": self.p.seed,
-                "data": config_hash(self.dataset_config("generic", "private"))}
+        config = {"kind": "vae", "v": CODE_VERSION["vae"], "steps": self.p.models.vae_steps, "seed": self.p.seed,
+                  "data": config_hash(self.dataset_config("generic", "private"))}
+        if self.p.models.vae_downsampling != 4:  # only when changed, so 4x autoencoders keep their keys
+            config["downsampling"] = self.p.models.vae_downsampling
+        return config
 
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain
@@ -147,7 +161,8 @@ class Zoo:
         config = self.vae_config()
 
         def build(tmp: Path):
-            vae = models.build_tiny_vae(self.p.world.resolution, seed=self.p.seed)
+            vae = models.build_tiny_vae(self.p.world.resolution, seed=self.p.seed,
+                                        downsampling=self.p.models.vae_downsampling)
             train_vae(vae, self.dataset("generic", "private").images, steps=self.p.models.vae_steps, batch_size=32,
                       lr=2e-3, seed=self.p.seed, show_progress=self.show_progress)
             vae.save_pretrained(tmp, safe_serialization=True)
@@ -176,6 +191,8 @@ class Zoo:
                 "data": config_hash(self.dataset_config(source.domain, "private")), "steps": recipe.steps,
                 "batch_size": recipe.batch_size, "lr": recipe.lr, "mixed_precision": p.runtime.mixed_precision,
                 "seed": derive_seed(p.seed, "source", source.name),
+                # only when on, so sources trained without duplicates keep their keys
+                **({"duplicates": [p.world.private_duplicates, p.world.duplicate_copies]} if p.world.private_duplicates else {}),
                 # only when on, so the keys of sources built without it stay what they were
                 **({"train_text_encoder": True} if p.models.source_train_text_encoder else {})}
 
@@ -184,20 +201,45 @@ class Zoo:
         source = self.source(source)
         if not source.is_fine_tuned:
             return self.base_location(source.base)
-        config, recipe = self.source_config(source), self.p.models.source
+        config = self.source_config(source)
 
         def build(tmp: Path):
-            pipe = self.load(self.base_location(source.base))
-            losses = train_denoiser(pipe, self.training_set(source), steps=recipe.steps, batch_size=recipe.batch_size,
-                                    lr=recipe.lr, seed=config["seed"], checkpoint_dir=self.store.work_dir("source", config),
-                                    train_text_encoder=self.p.models.source_train_text_encoder,
-                                    checkpoint_every=self.p.runtime.checkpoint_every,
-                                    mixed_precision=self.p.runtime.mixed_precision,
-                                    desc=f"fine-tune source {source}", show_progress=self.show_progress)
+            pipe, losses = self._fine_tune_source(source, self.store.work_dir("source", config))
             models.save_pipeline(pipe, tmp)
             (tmp / "losses.json").write_text(json.dumps(losses))
 
         return str(self.store.get_or_build("source", config, build))
+
+    def _fine_tune_source(self, source: Source, work: Path):
+        """Fine-tune the source's base on its training set (resumable in ``work``), recording its copy curve on the way."""
+        config, recipe = self.source_config(source), self.p.models.source
+        pipe = self.load(self.base_location(source.base))
+        record = copy_curve_recorder(self, source, pipe, work)
+        losses = train_denoiser(pipe, self.training_set(source), steps=recipe.steps, batch_size=recipe.batch_size,
+                                lr=recipe.lr, seed=config["seed"], checkpoint_dir=work,
+                                train_text_encoder=self.p.models.source_train_text_encoder,
+                                checkpoint_every=self.p.runtime.checkpoint_every,
+                                mixed_precision=self.p.runtime.mixed_precision,
+                                desc=f"fine-tune source {source}", show_progress=self.show_progress, after_step=record)
+        self.store.get_or_build("copy_curve", copy_curve_config(self, source), record.save)
+        return pipe, losses
+
+    def copy_curve(self, source: str | Source) -> tuple[list[int], list[str], np.ndarray] | None:
+        """A fine-tuned source's generations along its training: (steps, captions, uint8 [points, captions, seeds, H, W, 3]).
+
+        Recorded while the source trains (``COPY_CURVE_POINTS`` points, ``copy_curve.CopyCurveRecorder.SEEDS`` seeds per caption,
+        cached as its own artifact); for a source cached before curves were recorded, its fine-tuning is re-run once
+        (seeded, so the same model) to record them. None for a base alone or a source whose training set is unknown.
+        """
+        source = self.source(source)
+        if not source.is_fine_tuned:
+            return None
+        config = copy_curve_config(self, source)
+        if not self.store.exists("copy_curve", config):
+            self._fine_tune_source(source, self.store.work_dir("copy_curve", config))
+        location = self.store.path("copy_curve", config)
+        meta = json.loads((location / "copy_curve.json").read_text())
+        return meta["steps"], meta["captions"], np.load(location / "copy_curve.npy", allow_pickle=False)
 
     def generations_config(self, source: str | Source) -> dict:
         p, name = self.p, self.source(source).name
