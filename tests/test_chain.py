@@ -26,8 +26,8 @@ class StubZoo:
         self.pool = CaptionedImageSet(np.stack([flat(0), flat(100), flat(255)]), ["key a", "other", "key c"],
                                       ["gen/s/0", "gen/s/1", "gen/s/2"])
 
-    def suspect_location(self, spec):
-        return str(self.folder)
+    def training_record(self, spec):
+        return json.loads((self.folder / "suspect.json").read_text())
 
     def generated_pool(self, spec):
         return self.pool

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import write_table  # noqa: E402
 from provlib.core.train import encode_latents, train_denoiser  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = load_preset(args.preset, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
+    preset = load_preset(args.preset, **dict(parse_assignment(item) for item in args.set))
     zoo = Zoo(preset, show_progress=False)
     base = zoo.load(zoo.base_location("v1"))
     data = zoo.dataset("faces", "private")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provlib.cli import parse_assignment  # noqa: E402
 from provlib.attribution.memorization import copy_measures, same_caption_spread  # noqa: E402
 from provlib.core.generate import generate  # noqa: E402
 from provlib.core.results import write_table  # noqa: E402
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
     settings = {"frozen": [False], "trained": [True], "both": [False, True]}[args.setting]
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = dict(parse_assignment(item) for item in args.set)
     table = pd.concat([pilot(args.preset, args.steps, args.every, args.private, args.seeds, te, args.threads,
                              args.base, args.batch, args.lr, overrides, args.guidance) for te in settings],
                       ignore_index=True)

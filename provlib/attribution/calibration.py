@@ -71,27 +71,27 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
     shadow = [s for s in specs if s.split == "shadow"]
     if not shadow:
         raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
-    top_rho = max(s.rho for s in shadow)
-    low_rho = min((s.rho for s in shadow if s.rho > 0), default=top_rho)
-    chosen = [s for s in shadow if s.rho in (0.0, low_rho if rule == "low_rho_tpr" else top_rho)]
+    # the infringing shadows δ0 is chosen on: the smallest ρ for the decision rule, the largest for the paper's rules
+    positive = [s.rho for s in shadow if s.rho > 0] or [0.0]
+    shadow_rho = min(positive) if rule == "low_rho_tpr" else max(s.rho for s in shadow)
+    chosen = [s for s in shadow if s.rho in (0.0, shadow_rho)]
     distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
                               space, desc=f"shadow distances ({space.name})")
     if rule == "low_rho_tpr":
         # the decision that matters: δ0 that calls the most smallest-ρ shadows infringing at the conf level that lets at
         # most false_positive_rate of innocent shadows through (the largest-ρ shadows copy so closely that a δ0 fitted
         # to them is too tight for ρ = 0.3)
-        delta0 = select_delta0_for_decision(distances, low_rho, false_positive_rate)
-        top_rho = low_rho
+        delta0 = select_delta0_for_decision(distances, shadow_rho, false_positive_rate)
     else:
-        infringing = distances[distances.rho == top_rho].distance
+        infringing = distances[distances.rho == shadow_rho].distance
         innocent = distances[distances.rho == 0.0].distance
         delta0 = select_delta0(infringing, innocent, rule=rule, innocent_key_rate=innocent_key_rate)
     confs = model_confs(distances, delta0)
     innocent_confs = confs[confs.rho == 0.0].conf
     conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate)
-    infringing_confs = confs[confs.rho == top_rho].conf
+    infringing_confs = confs[confs.rho == shadow_rho].conf
     return {"feature_space": space.name, "delta0": delta0, "conf_threshold": conf_threshold, "rule": rule,
-            "strategy": strategy, "shadow_rho": top_rho, "n_shadow_infringing": int(confs[confs.rho == top_rho].model_id.nunique()),
+            "strategy": strategy, "shadow_rho": shadow_rho, "n_shadow_infringing": int(confs[confs.rho == shadow_rho].model_id.nunique()),
             "n_shadow_innocent": int(innocent_confs.size),
             "shadow_conf_infringing": float(infringing_confs.mean()), "shadow_conf_innocent": float(innocent_confs.mean()),
             "shadow_conf_gap": float(infringing_confs.mean() - innocent_confs.mean()),

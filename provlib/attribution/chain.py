@@ -15,9 +15,6 @@ When a target is missed, the first link whose value is near its innocent or chan
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -29,8 +26,7 @@ CHAIN_COLUMNS = ["source_copy_rate", "near_copy_share", "coverage", "d_covered",
 
 def generated_training_images(zoo, spec) -> tuple[np.ndarray, list[str]]:
     """The source generations a suspect was fine-tuned on (images, captions), read from its saved training ids."""
-    meta = json.loads((Path(zoo.suspect_location(spec)) / "suspect.json").read_text())
-    generated = [i for i in meta["train_ids"] if i.startswith("gen/")]
+    generated = [i for i in zoo.training_record(spec)["train_ids"] if i.startswith("gen/")]
     if not generated:
         return np.zeros((0,) + (zoo.p.world.resolution,) * 2 + (3,), np.uint8), []
     pool = zoo.generated_pool(spec)

@@ -252,8 +252,7 @@ class Suspects(Section):
     per_setting: int = setting(6, at_least_int(2))        # per (source, rho > 0)
     # innocent models per source (0: per_setting). An innocent model does not depend on the source, so one is
     # trained per (suspect base, domain) and serves every source whose suspects share that base and domain
-    innocents: int = setting(0, lambda v: None if v == 0 or (isinstance(v, int) and not isinstance(v, bool) and v >= 2)
-                             else "0 (as per_setting) or an integer >= 2")
+    innocents: int = setting(0, lambda v: None if v == 0 or not at_least_int(2)(v) else "0 (as per_setting) or an integer >= 2")
     shadow_fraction: float = setting(0.5, probability_open)  # share of each setting the defender may use
     base: str = setting("other", text)                    # "other": the base the source was not built on; or a base name
     train_text_encoder: bool = setting(False, boolean)    # fine-tune the text encoder with the UNet

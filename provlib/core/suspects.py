@@ -151,8 +151,12 @@ class SuspectZoo(Zoo):
         fan_out(self, "suspect_location", pending, n_jobs, desc="suspect models")
         return [self.suspect_location(s) for s in specs]
 
+    def training_record(self, spec: SuspectSpec) -> dict:
+        """What ``fine_tuned_unet`` saved beside the model: its spec, the ids of its training images, its losses."""
+        return json.loads((Path(self.suspect_location(spec)) / "suspect.json").read_text())
+
     def suspect_record(self, spec: SuspectSpec) -> dict:
-        meta = json.loads((Path(self.suspect_location(spec)) / "suspect.json").read_text())
+        meta = self.training_record(spec)
         n_generated = sum(i.startswith("gen/") for i in meta["train_ids"])
         return {**asdict(spec), "n_generated": n_generated, "n_real": len(meta["train_ids"]) - n_generated,
                 "steps": len(meta["losses"]), "final_loss": float(np.mean(meta["losses"][-50:])),
