@@ -249,10 +249,16 @@ PRESETS = {
         wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"), wm_laundering_fraction=0.25,
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
-    # laundering is measured where the unlaundered mark is detected: at cpu scale only a fully marked copy is
-    # (notebook 06, first cpu run: TPR 1.0 at r = 100%, at most 0.25 below), so a 10% copy would measure nothing
-    # the committed cpu run predates issue 17's world; the quick preset carries that world until its cpu recipe is chosen
-    "cpu": _preset("cpu", wm_laundering_fraction=1.0),
+    # Issue 17's world at the size a 2-core session can run cold within the 2 h ceiling: the four fine-tuned sources
+    # (base sources need duplicated pre-training images to memorize anything, not built yet), the quick preset's
+    # recipes with suspects at 750 steps (the step count is where the cost is: 48 suspects), innocents shared per
+    # (suspect base, domain). Laundering is measured where the unlaundered mark is detected: at cpu scale only a fully
+    # marked copy is (notebook 06, first cpu run: TPR 1.0 at r = 100%, at most 0.25 below).
+    "cpu": _cpu_preset(
+        "cpu", n_pretrain=2000, vae_steps=800, pretrain_steps=1500, base_sources=False, source_steps=1000,
+        suspect_samples=128, suspect_steps=750, rho_values=(0.3, 1.0), suspects_per_setting=3, suspect_innocents=6,
+        descriptor_steps=300, cv_repeats=3, bootstrap_resamples=1000, learning_curve_repeats=5,
+        wm_laundering_fraction=1.0),
     "sd": _preset(
         "sd", device="cuda", dtype="float16", mixed_precision="fp16", resolution=512, n_jobs=1,
         data_source="folder", n_private=3000, n_real=1000, base_source_domain="scenes",

@@ -6,9 +6,11 @@ from provlib.presets import PRESETS, load_preset
 
 def test_default_presets_exist_and_validate():
     assert {"smoke", "cpu", "sd"} <= set(PRESETS)
-    cpu = load_preset("cpu")
-    assert cpu.source_names == ["v1", "v1-faces", "v1-scenes", "v2", "v2-faces", "v2-scenes"]
-    assert cpu.suspects.per_setting >= 6
+    cpu = load_preset("cpu")  # the issue-17 world: four fine-tuned sources, innocents shared per (base, domain)
+    assert cpu.source_names == ["v1-faces", "v1-scenes", "v2-faces", "v2-scenes"] and cpu.world.identity_grid > 0
+    assert cpu.suspects.innocents >= 6 and cpu.suspects.train_text_encoder
+    with_bases = load_preset("cpu", base_sources=True)
+    assert with_bases.source_names == ["v1", "v1-faces", "v1-scenes", "v2", "v2-faces", "v2-scenes"]
     quick = load_preset("quick")  # one fine-tuned source per domain, the issue-17 world
     assert quick.source_names == ["v1-faces", "v1-scenes"] and quick.world.identity_grid > 0
     assert quick.suspects.train_text_encoder and quick.models.source_train_text_encoder
@@ -149,7 +151,7 @@ def test_every_flat_name_resolves_and_no_section_is_too_big():
 
 def test_sources_are_values_not_parsed_strings():
     from provlib.core.source import Source
-    cpu = load_preset("cpu")
+    cpu = load_preset("cpu", base_sources=True)
     assert cpu.sources[1] == Source("v1", "faces") and cpu.sources[1].name == "v1-faces"
     assert Source.parse("v2") == Source("v2") and not Source("v2").is_fine_tuned
     assert cpu.fine_tuned_source_names == ["v1-faces", "v1-scenes", "v2-faces", "v2-scenes"]
