@@ -24,6 +24,15 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def levers_on(**levers) -> dict:
+    """The levers of a config that are on (neither None, False nor 0), to merge into a cache key.
+
+    A lever added to the workbook enters keys only when it is on, so every artifact built before it existed keeps
+    its key and stays cached.
+    """
+    return {name: value for name, value in levers.items() if value not in (None, False, 0)}
+
+
 class ArtifactStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)

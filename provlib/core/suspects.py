@@ -20,7 +20,7 @@ from transformers import CLIPTextModel
 from provlib.core.data import CaptionedImageSet
 from provlib.core.fanout import fan_out
 from provlib.core.source import Source
-from provlib.core.store import config_hash, derive_seed
+from provlib.core.store import config_hash, derive_seed, levers_on
 from provlib.core.train import train_denoiser
 from provlib.core.zoo import CODE_VERSION, Zoo
 
@@ -66,8 +66,7 @@ class SuspectZoo(Zoo):
         recipe = self.p.suspects.recipe
         return {"steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
                 "mixed_precision": self.p.runtime.mixed_precision,
-                # only when on, so the keys of models built without it stay what they were
-                **({"train_text_encoder": True} if self.p.suspects.train_text_encoder else {})}
+                **levers_on(train_text_encoder=self.p.suspects.train_text_encoder)}
 
     def suspect_config(self, spec: SuspectSpec) -> dict:
         p = self.p

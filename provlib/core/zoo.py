@@ -22,7 +22,7 @@ from provlib.core.fingerprint import Fingerprints
 from provlib.core.generate import generate
 from provlib.core.paths import cache_dir
 from provlib.core.source import Source
-from provlib.core.store import ArtifactStore, config_hash, derive_seed
+from provlib.core.store import ArtifactStore, config_hash, derive_seed, levers_on
 from provlib.core.train import train_denoiser, train_vae
 
 # Bump a kind's version when its build code changes meaning, so old cache entries are not reused.
@@ -53,9 +53,7 @@ class Zoo:
             config.update(folder=str(w.dataset_dirs[domain]), n_private=w.n_private, n_real=w.n_real,
                           contents=self.fingerprint(w.dataset_dirs[domain]))
         else:
-            config.update(scene_caption_list_size=w.scene_caption_list_size)
-            if w.identity_grid:  # only when on, so datasets built without it keep their keys
-                config["identity_grid"] = w.identity_grid
+            config.update(scene_caption_list_size=w.scene_caption_list_size, **levers_on(identity_grid=w.identity_grid))
         return config
 
     def dataset(self, domain: str, split: str) -> CaptionedImageSet:
@@ -122,9 +120,8 @@ class Zoo:
     def vae_config(self) -> dict:
         config = {"kind": "vae", "v": CODE_VERSION["vae"], "steps": self.p.models.vae_steps, "seed": self.p.seed,
                   "data": config_hash(self.dataset_config("generic", "private"))}
-        if self.p.models.vae_downsampling != 4:  # only when changed, so 4x autoencoders keep their keys
-            config["downsampling"] = self.p.models.vae_downsampling
-        return config
+        downsampling = self.p.models.vae_downsampling
+        return {**config, **levers_on(downsampling=downsampling if downsampling != 4 else None)}
 
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain
@@ -191,10 +188,8 @@ class Zoo:
                 "data": config_hash(self.dataset_config(source.domain, "private")), "steps": recipe.steps,
                 "batch_size": recipe.batch_size, "lr": recipe.lr, "mixed_precision": p.runtime.mixed_precision,
                 "seed": derive_seed(p.seed, "source", source.name),
-                # only when on, so sources trained without duplicates keep their keys
-                **({"duplicates": [p.world.private_duplicates, p.world.duplicate_copies]} if p.world.private_duplicates else {}),
-                # only when on, so the keys of sources built without it stay what they were
-                **({"train_text_encoder": True} if p.models.source_train_text_encoder else {})}
+                **levers_on(duplicates=[p.world.private_duplicates, p.world.duplicate_copies] if p.world.private_duplicates else None,
+                            train_text_encoder=p.models.source_train_text_encoder)}
 
     def source_location(self, source: str | Source) -> str:
         """A source model: a base as it is, or a base fine-tuned on a private domain split (cached)."""
