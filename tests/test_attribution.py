@@ -197,3 +197,34 @@ def test_delta0_for_the_decision_calls_the_most_low_rho_shadows_at_the_innocent_
     assert 0.18 < delta0 <= 0.30  # attributes the copied half, never an innocent key
     with pytest.raises(ParameterError, match="shadow models"):
         select_delta0_for_decision(pd.DataFrame(rows), 0.7, false_positive_rate=0.05)
+
+
+class SecondAnswerZoo(ShadowOnlyZoo):
+    """Infringing models draw the source's image only as their second answer per key; test models are readable."""
+
+    def __init__(self, probe):
+        super().__init__(probe)
+        self.p = SimpleNamespace(seed=0, attribution=SimpleNamespace(query_images=2))
+
+    def suspect_answers(self, spec):
+        answers = np.stack([random_images(2, 100 + i + int(spec.seed)) for i in range(len(self.probe.prompts))])
+        if spec.rho > 0:
+            answers[:, 1] = self.probe.source_images[:, 0]
+        return answers
+
+
+def test_the_query_budget_table_re_chooses_delta0_on_shadows_for_every_k():
+    from provlib.attribution.calibration import conf_by_queries
+    probe = make_probe()
+    specs = [SuspectSpec(f"m{i}", "src", rho, i, split, "v2", "faces")
+             for i, (rho, split) in enumerate([(0.0, "shadow"), (1.0, "shadow"), (0.0, "test"), (1.0, "test"),
+                                               (0.0, "shadow"), (1.0, "shadow")])]
+    keyset = keys.select_keys(probe, "strategy12", 4)
+    budget = conf_by_queries(SecondAnswerZoo(probe), specs, {"src": {"strategy12": keyset}}, PixelSpace(),
+                             rule="low_rho_tpr", false_positive_rate=0.05)
+    test = budget[budget.split == "test"].set_index(["queries_per_key", "rho"])
+    assert sorted(budget.queries_per_key.unique()) == [1, 2] and set(budget.split) == {"shadow", "test"}
+    # one answer never shows the copy; two answers do, and the innocent stays below the level
+    assert test.loc[(2, 1.0), "mean_conf"] > test.loc[(1, 1.0), "mean_conf"] + 0.5
+    assert test.loc[(2, 1.0), "called_infringing"] == 1.0 and test.loc[(2, 0.0), "called_infringing"] == 0.0
+    assert (budget.queries == budget.queries_per_key * 4).all()

@@ -35,12 +35,13 @@ def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strateg
     return out
 
 
-def key_distances(zoo, specs, keys_by_source: dict[str, dict[str, KeySet]], space, desc: str = "key distances"
-                  ) -> pd.DataFrame:
-    """One row per (suspect, strategy, key): the suspect's best distance to that key image."""
+def key_distances(zoo, specs, keys_by_source: dict[str, dict[str, KeySet]], space, desc: str = "key distances",
+                  queries: int | None = None) -> pd.DataFrame:
+    """One row per (suspect, strategy, key): the suspect's best distance to that key image over its first
+    ``queries`` answers per key (all of them by default)."""
     rows = []
     for spec in tqdm(specs, desc=desc, disable=not zoo.show_progress, mininterval=5):
-        answers = zoo.suspect_answers(spec)
+        answers = zoo.suspect_answers(spec)[:, :queries]
         for strategy, keys in keys_by_source[spec.source].items():
             distances = best_key_distances(answers[keys.candidate_index], keys.images, space)
             rows += [{"model_id": spec.model_id, "source": spec.source, "rho": spec.rho, "split": spec.split,
@@ -59,14 +60,15 @@ def model_confs(distances: pd.DataFrame, delta0: float, n_keys: int | None = Non
 
 
 def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", rule: str = "max_gap",
-              innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1) -> dict:
+              innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1, queries: int | None = None) -> dict:
     """δ0 and the conf decision level for one feature space, from shadow models only.
 
     ``max_gap`` and ``innocent_rate`` compare pooled per-key distances of the shadow models at the largest ρ
     (infringing) with the shadow innocent models (ρ = 0), as the paper picks δ0 from one ρ = 1 and one innocent
     model; ``low_rho_tpr`` picks the δ0 that calls the most shadows at the smallest ρ infringing
     (``select_delta0_for_decision``). The conf level then lets at most ``false_positive_rate`` of shadow innocent
-    models through; ``shadow_rho`` names the infringing shadows δ0 was chosen on.
+    models through; ``shadow_rho`` names the infringing shadows δ0 was chosen on. ``queries`` limits every key to
+    the suspect's first answers (the query budget), as ``key_distances``.
     """
     shadow = [s for s in specs if s.split == "shadow"]
     if not shadow:
@@ -76,7 +78,7 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
     shadow_rho = min(positive) if rule == "low_rho_tpr" else max(s.rho for s in shadow)
     chosen = [s for s in shadow if s.rho in (0.0, shadow_rho)]
     distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
-                              space, desc=f"shadow distances ({space.name})")
+                              space, desc=f"shadow distances ({space.name})", queries=queries)
     if rule == "low_rho_tpr":
         # the decision that matters: δ0 that calls the most smallest-ρ shadows infringing at the conf level that lets at
         # most false_positive_rate of innocent shadows through (the largest-ρ shadows copy so closely that a δ0 fitted
@@ -116,6 +118,26 @@ def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positi
         if key > best_key:
             best, best_key = float(delta0), key
     return best
+
+
+def conf_by_queries(zoo, specs, keys_by_source, space, *, rule: str, false_positive_rate: float,
+                    strategy: str = "strategy12", innocent_key_rate: float = 0.05) -> pd.DataFrame:
+    """The query-budget ablation: for k = 1 .. the answers per key the suspects gave, δ0 and the conf level
+    re-chosen on the shadows from each key's first k answers (the same rule as the headline), then every model's
+    conf and decision. One row per (k, split, ρ)."""
+    available = zoo.p.attribution.query_images
+    keys = {source: {strategy: sets[strategy]} for source, sets in keys_by_source.items()}
+    rows = []
+    for k in range(1, available + 1):
+        chosen = calibrate(zoo, specs, keys, space, strategy=strategy, rule=rule, innocent_key_rate=innocent_key_rate,
+                           false_positive_rate=false_positive_rate, queries=k)
+        distances = key_distances(zoo, specs, keys, space, desc=f"key distances, k={k}", queries=k)
+        confs = model_confs(distances, chosen["delta0"]).assign(called_infringing=lambda c: c.conf > chosen["conf_threshold"])
+        table = (confs.groupby(["split", "rho"], as_index=False)
+                 .agg(mean_conf=("conf", "mean"), called_infringing=("called_infringing", "mean"), n_models=("conf", "size")))
+        rows.append(table.assign(queries_per_key=k, delta0=chosen["delta0"], conf_threshold=chosen["conf_threshold"],
+                                 queries=k * int(confs.n_keys.max()), feature_space=space.name))
+    return pd.concat(rows, ignore_index=True)
 
 
 def conf_by_rho(confs: pd.DataFrame, queries_per_key: int) -> pd.DataFrame:
