@@ -228,3 +228,17 @@ def test_the_query_budget_table_re_chooses_delta0_on_shadows_for_every_k():
     assert test.loc[(2, 1.0), "mean_conf"] > test.loc[(1, 1.0), "mean_conf"] + 0.5
     assert test.loc[(2, 1.0), "called_infringing"] == 1.0 and test.loc[(2, 0.0), "called_infringing"] == 0.0
     assert (budget.queries == budget.queries_per_key * 4).all()
+
+
+def test_a_candidate_prompt_names_the_training_image_its_source_draws():
+    from provlib.attribution.keys import nearest_training_images
+    from provlib.core.data import CaptionedImageSet
+    pool = random_images(5, 7)
+    training = CaptionedImageSet(pool, ["a", "a", "a", "b", "b"], [f"i{i}" for i in range(5)])
+    # the source draws the third "a" image (slightly off) and the second "b" image
+    generations = np.stack([np.stack([random_images(1, 8)[0], np.clip(pool[2].astype(int) + 3, 0, 255).astype(np.uint8)]),
+                            np.stack([pool[4], random_images(1, 9)[0]])])
+    matched = nearest_training_images(generations, ["a", "b"], training)
+    assert (matched[0] == pool[2]).all() and (matched[1] == pool[4]).all()
+    with pytest.raises(ParameterError, match="prompts"):
+        nearest_training_images(generations, ["a", "c"], training)

@@ -44,7 +44,8 @@ def test_unknown_override_lists_valid_fields():
 
 @pytest.mark.parametrize("field,value", [("suspects_per_setting", 1), ("n_jobs", 0), ("resolution", 30),
                                          ("suspect_base", "v3"), ("dtype", "float16"), ("shadow_fraction", 1.0),
-                                         ("key_count", 65), ("probe_seeds", 1), ("query_images", 0)])
+                                         ("key_count", 65), ("probe_seeds", 1), ("query_images", 0),
+                                         ("training_match", "closest"), ("pretrain_duplicate_copies", 1)])
 def test_out_of_range_values_name_the_field(field, value):
     with pytest.raises(ParameterError, match=field):
         load_preset("cpu", **{field: value})

@@ -116,3 +116,17 @@ def test_copy_curve_is_recorded_while_a_source_trains(smoke_cache):
     final = zoo.generate(zoo.load(zoo.source_location("v1-faces")), captions, images_per_prompt=2, show_progress=False,
                          seed=derive_seed(zoo.p.seed, "copy-curve-generate", "v1-faces")).images
     assert (final.reshape(images.shape[1:]) == images[-1]).all()
+
+
+def test_duplicated_pre_training_images_enter_the_bases_and_only_their_keys(tmp_path):
+    p = load_preset("smoke", pretrain_duplicates=5, pretrain_duplicate_copies=3)
+    zoo, plain = Zoo(p, cache_root=tmp_path), Zoo(p.replace(pretrain_duplicates=0), cache_root=tmp_path)
+    generic, pretraining = zoo.dataset("generic", "private"), zoo.pretraining_set()
+    assert len(pretraining) == len(generic) + 5 * 2 and len(plain.pretraining_set()) == len(generic)
+    repeated = pretraining.images[len(generic):]
+    assert len({img.tobytes() for img in repeated}) == 5  # five distinct images, each twice more
+    assert all((generic.images == img).all(axis=(1, 2, 3)).any() for img in repeated)
+    assert len(zoo.training_set("v1")) == len(pretraining)  # a base source was trained on the duplicates
+    assert zoo.training_set("v1-faces").images.shape == plain.training_set("v1-faces").images.shape
+    assert "duplicates" in zoo.base_config("v1") and "duplicates" not in plain.base_config("v1")
+    assert zoo.vae_config() == plain.vae_config()  # the autoencoder sees each image once either way

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provlib.core.config import Section, at_least_int, positive_int, setting
+from provlib.core.config import Section, at_least_int, choice, positive_int, setting
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,11 @@ class Attribution(Section):
     key_count: int = setting(30, positive_int)       # N: key samples per source (paper: 30)
     query_images: int = setting(4, positive_int)     # k: images the suspect is asked for per key prompt
     descriptor_steps: int = setting(1500, positive_int)  # training steps of the copy-detection descriptor
+    # which training image a candidate prompt names when several share its caption (a base's pre-training set):
+    # "first" in the set, or "nearest" to the source's own generations for it (the defender searches its training
+    # data for what the source draws, as extraction attacks match generations to the training set; Baseline 2's
+    # random keys then name the matched image too, which can only favour the baseline)
+    training_match: str = setting("first", choice("first", "nearest"))
 
     def validate(self):
         self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")

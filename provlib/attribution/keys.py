@@ -89,6 +89,28 @@ class KeySet:
         return self.details["candidate"].to_numpy()
 
 
+def nearest_training_images(generations: np.ndarray, prompts: list[str], training_set, space=None) -> np.ndarray:
+    """For each prompt, the training image with that caption nearest to any of the source's generations for it.
+
+    ``generations`` is uint8 [P, seeds, H, W, 3]. Where many training images share a caption (a base's pre-training
+    set), a candidate prompt does not name one image: the defender searches its own training data for the one its
+    model draws, as extraction attacks match generations to the training set (Carlini et al. 2023).
+    """
+    space = space or PixelSpace()
+    by_caption: dict[str, list[int]] = {}
+    for i, caption in enumerate(training_set.captions):
+        by_caption.setdefault(caption, []).append(i)
+    missing = [p for p in prompts if p not in by_caption]
+    if missing:
+        raise ParameterError("prompts", "captions of the training set", missing[:3])
+    matched = []
+    for prompt, images in zip(prompts, generations):
+        pool = training_set.images[by_caption[prompt]]
+        distance = space.pairwise(space.features(pool), space.features(images)).min(axis=1)
+        matched.append(pool[int(np.argmin(distance))])
+    return np.stack(matched)
+
+
 def _check_n(n: int, available: int, source: str) -> int:
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ParameterError("n_keys", "a positive number of key samples", n)

@@ -13,11 +13,11 @@ from provlib.attribution.descriptor import (
     train_descriptor,
 )
 from provlib.attribution.distance import EmbeddingSpace, PixelSpace
-from provlib.attribution.keys import CandidateProbe
+from provlib.attribution.keys import CandidateProbe, nearest_training_images
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
-from provlib.core.store import config_hash, derive_seed
+from provlib.core.store import config_hash, derive_seed, levers_on
 from provlib.core.suspects import SuspectSpec, SuspectZoo
 from provlib.core.zoo import CODE_VERSION
 
@@ -84,7 +84,8 @@ class AttributionZoo(SuspectZoo):
         config = {"kind": "probe", "v": CODE_VERSION["probe"], "candidates": self.candidates_config(source),
                   "source": config_hash(self.source_config(source)), "reference": config_hash(self.base_config(reference)),
                   "seeds": seeds, "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale],
-                  "seed": derive_seed(p.seed, "probe", source)}
+                  "seed": derive_seed(p.seed, "probe", source),
+                  **levers_on(training_match=p.attribution.training_match if p.attribution.training_match != "first" else None)}
 
         def build(tmp: Path):
             candidates = self.key_candidates(source)
@@ -94,9 +95,10 @@ class AttributionZoo(SuspectZoo):
                 images[role] = self.generate(self.load(location), candidates.captions, seed=config["seed"],
                                              images_per_prompt=seeds, desc=f"key candidates: {source} ({role})"
                                              ).images.reshape(shape)
-            known = self.has_known_training_set(source)
-            CandidateProbe(candidates.captions, images["source"], images["reference"],
-                           candidates.images if known else None).save(tmp)
+            training = candidates.images if self.has_known_training_set(source) else None
+            if training is not None and p.attribution.training_match == "nearest":
+                training = nearest_training_images(images["source"], candidates.captions, self.training_set(source))
+            CandidateProbe(candidates.captions, images["source"], images["reference"], training).save(tmp)
 
         return CandidateProbe.load(self.store.get_or_build("probe", config, build))
 

@@ -200,6 +200,10 @@ class World(Section):
     # duplication: Carlini et al. 2023, Somepalli et al. 2023)
     private_duplicates: int = setting(0, non_negative_int)
     duplicate_copies: int = setting(4, at_least_int(2))
+    # generic pre-training images (a seeded random choice) that appear pretrain_duplicate_copies times in the bases'
+    # pre-training set, as web data holds duplicates: what the base-only sources can memorize (Carlini et al. 2023)
+    pretrain_duplicates: int = setting(0, non_negative_int)
+    pretrain_duplicate_copies: int = setting(16, at_least_int(2))
     base_source_domain: str = setting("generic", text)    # prompts / real data for the base-only sources
     source_domains: tuple = setting(("faces", "scenes"), names())
 

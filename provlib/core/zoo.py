@@ -88,14 +88,26 @@ class Zoo:
         if not self.has_known_training_set(source):
             raise ParameterError("source", "a fine-tuned source: a real checkpoint's pre-training data is not available",
                                  str(source))
+        if not self.source(source).is_fine_tuned:
+            return self.pretraining_set()
         images = self.dataset(*self.prompt_split(source))
         w = self.p.world
-        if not self.source(source).is_fine_tuned or not w.private_duplicates:
+        if not w.private_duplicates:
             return images
         # the owner's data holds duplicates, as web data does: the first images appear duplicate_copies times in all
         # (the private split's order is a seeded shuffle of its captions, so which ones is random)
         repeated = images.subset(list(range(min(w.private_duplicates, len(images)))) * (w.duplicate_copies - 1))
         return CaptionedImageSet.concat([images, repeated])
+
+    def pretraining_set(self) -> CaptionedImageSet:
+        """What the CPU-scale bases are pre-trained on: the generic images, a seeded few of them duplicated."""
+        images = self.dataset("generic", "private")
+        w = self.p.world
+        if not w.pretrain_duplicates:
+            return images
+        rng = np.random.default_rng(derive_seed(self.p.seed, "pretrain-duplicates"))
+        chosen = np.sort(rng.choice(len(images), min(w.pretrain_duplicates, len(images)), replace=False))
+        return CaptionedImageSet.concat([images, images.subset(list(chosen) * (w.pretrain_duplicate_copies - 1))])
 
     def has_known_training_set(self, source: str | Source) -> bool:
         """Fine-tuned sources always; base-only sources only at CPU scale, where we pre-trained them."""
@@ -130,7 +142,9 @@ class Zoo:
             return {"kind": "base", "checkpoint": location, "contents": self.fingerprint(location)}
         return {"kind": "base", "v": CODE_VERSION["base"], "base": base, "vae": config_hash(self.vae_config()),
                 "data": config_hash(self.dataset_config("generic", "private")), "steps": pretrain.steps,
-                "batch_size": pretrain.batch_size, "lr": pretrain.lr, "seed": derive_seed(p.seed, "base", base)}
+                "batch_size": pretrain.batch_size, "lr": pretrain.lr, "seed": derive_seed(p.seed, "base", base),
+                **levers_on(duplicates=[p.world.pretrain_duplicates, p.world.pretrain_duplicate_copies]
+                            if p.world.pretrain_duplicates else None)}
 
     def base_location(self, base: str) -> str:
         """Folder (or hub id) of a pre-trained base pipeline; at CPU scale it is pre-trained here once and cached."""
@@ -143,7 +157,7 @@ class Zoo:
 
         def build(tmp: Path):
             pipe = models.build_tiny_pipeline(base, scenes.vocabulary(), self.vae(), seed=config["seed"])
-            losses = train_denoiser(pipe, self.dataset("generic", "private"), steps=pretrain.steps,
+            losses = train_denoiser(pipe, self.pretraining_set(), steps=pretrain.steps,
                                     batch_size=pretrain.batch_size, lr=pretrain.lr, seed=config["seed"],
                                     train_text_encoder=True, checkpoint_dir=self.store.work_dir("base", config),
                                     checkpoint_every=self.p.runtime.checkpoint_every, desc=f"pre-train base {base}",
