@@ -238,7 +238,7 @@ def _cpu_preset(name: str, **flat) -> Preset:
 PRESETS = {
     "smoke": _cpu_preset(
         "smoke", n_jobs=1, n_pretrain=96, n_private=24, private_duplicates=4, n_real=32, scene_caption_list_size=40,
-        vae_steps=30, pretrain_steps=30, pretrain_batch_size=16, source_steps=10, source_batch_size=16,
+        vae_steps=30, tp_vae_steps=30, pretrain_steps=30, pretrain_batch_size=16, source_steps=10, source_batch_size=16,
         suspect_samples=16, suspect_steps=4, suspect_batch_size=8, rho_values=(0.5, 1.0), suspects_per_setting=2,
         suspect_innocents=3, inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
         key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,

@@ -31,6 +31,8 @@ class TrainProVe(Section):
     real_dir: str = setting("", text)              # paper scale: a folder with one subfolder of real images per class
     resolution: int = setting(32, positive_int)    # classifier input size; generations are resized to it
     generator_images: int = setting(2000, positive_int)  # CPU scale: each analogue's own draw of labelled training images
+    # CPU scale: the analogues' autoencoder training steps, apart from the attribution world's (models.vae_steps)
+    vae_steps: int = setting(1500, positive_int)
     # CPU scale: denoiser training steps of each analogue, and the object sizes its world draws. Chosen on the generators'
     # own class fidelity (a classifier trained on a generator's images, tested on fresh ones from it), never on suspects:
     # 2500 steps over mixed sizes gave 0.23 for sd14 (small shapes do not survive a 4x VAE at 32 px), 6000 steps over big

@@ -130,7 +130,7 @@ class GeneratorZoo:
         spec = self.spec(generator)
         draw = REAL if spec.vae == "shared" else generator
         return {"kind": "tp_vae", "v": CODE_VERSION["tp_vae"], "latent_channels": spec.latent_channels,
-                "steps": self.p.models.vae_steps, "seed": derive_seed(self.p.seed, "tp-vae", draw),
+                "steps": self.p.trainprove.vae_steps, "seed": derive_seed(self.p.seed, "tp-vae", draw),
                 "data": config_hash(self.draw_config(draw, self.train_images_per_class(), "generator-training"))}
 
     def vae(self, generator: str) -> AutoencoderKL:
@@ -141,7 +141,7 @@ class GeneratorZoo:
         def build(tmp: Path):
             images = self.object_draw(draw, self.train_images_per_class(), "generator-training")[0].images
             vae = models.build_tiny_vae(self.p.world.resolution, seed=config["seed"], latent_channels=config["latent_channels"])
-            train_vae(vae, images, steps=self.p.models.vae_steps, batch_size=32, lr=2e-3, seed=config["seed"],
+            train_vae(vae, images, steps=self.p.trainprove.vae_steps, batch_size=32, lr=2e-3, seed=config["seed"],
                       show_progress=self.show_progress)
             vae.save_pretrained(tmp, safe_serialization=True)
 
