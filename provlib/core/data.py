@@ -45,6 +45,10 @@ class CaptionedImageSet:
         indices = [int(i) for i in indices]
         return CaptionedImageSet(self.images[indices], [self.captions[i] for i in indices], [self.ids[i] for i in indices])
 
+    def with_duplicates(self, indices, copies: int) -> "CaptionedImageSet":
+        """This set with the images at ``indices`` appearing ``copies`` times in all (appended at the end)."""
+        return CaptionedImageSet.concat([self, self.subset(list(indices) * (copies - 1))]) if len(indices) else self
+
     @staticmethod
     def concat(parts: list["CaptionedImageSet"]) -> "CaptionedImageSet":
         return CaptionedImageSet(

@@ -90,24 +90,17 @@ class Zoo:
                                  str(source))
         if not self.source(source).is_fine_tuned:
             return self.pretraining_set()
-        images = self.dataset(*self.prompt_split(source))
-        w = self.p.world
-        if not w.private_duplicates:
-            return images
+        images, w = self.dataset(*self.prompt_split(source)), self.p.world
         # the owner's data holds duplicates, as web data does: the first images appear duplicate_copies times in all
         # (the private split's order is a seeded shuffle of its captions, so which ones is random)
-        repeated = images.subset(list(range(min(w.private_duplicates, len(images)))) * (w.duplicate_copies - 1))
-        return CaptionedImageSet.concat([images, repeated])
+        return images.with_duplicates(range(min(w.private_duplicates, len(images))), w.duplicate_copies)
 
     def pretraining_set(self) -> CaptionedImageSet:
         """What the CPU-scale bases are pre-trained on: the generic images, a seeded few of them duplicated."""
-        images = self.dataset("generic", "private")
-        w = self.p.world
-        if not w.pretrain_duplicates:
-            return images
+        images, w = self.dataset("generic", "private"), self.p.world
         rng = np.random.default_rng(derive_seed(self.p.seed, "pretrain-duplicates"))
         chosen = np.sort(rng.choice(len(images), min(w.pretrain_duplicates, len(images)), replace=False))
-        return CaptionedImageSet.concat([images, images.subset(list(chosen) * (w.pretrain_duplicate_copies - 1))])
+        return images.with_duplicates(chosen, w.pretrain_duplicate_copies)
 
     def has_known_training_set(self, source: str | Source) -> bool:
         """Fine-tuned sources always; base-only sources only at CPU scale, where we pre-trained them."""
