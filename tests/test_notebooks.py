@@ -24,12 +24,14 @@ CONTRACTS = {
     "01": {"source_models": {"source", "paper_analogue", "final_loss"}, "source_memorization": {"source", "group", "copy_rate"},
            "source_copy_curve": {"source", "step", "copy_rate", "gu_memorized_rate", "d_own", "same_caption_real_spread"}},
     "02": {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}},
-    "03": {"delta0": {"feature_space", "delta0"}, "delta0_table2": {"feature_space", "model", "mean"},
+    "03": {"delta0": {"feature_space", "delta0", "conf_false_positive_rate"}, "delta0_table2": {"feature_space", "model", "mean"},
            "key_samples": {"prompt", "source", "strategy", "feature_space"}},
     "04": {"instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
            "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
            "signal_chain": {"source", "rho", "split", "source_copy_rate", "near_copy_share", "coverage", "d_covered",
-                            "d_uncovered", "conf", "median_distance", "delta0", "n_models"}},
+                            "d_uncovered", "conf", "median_distance", "delta0", "n_models"},
+           "instance_conf_by_queries": {"queries_per_key", "split", "rho", "mean_conf", "called_infringing", "delta0",
+                                        "conf_threshold", "queries"}},
     "05": {"table1_discriminator": {"source", "accuracy", "auc", "tpr_at_10fpr", "tpr_at_1fpr", "n_test_models", "auc_lo", "auc_hi"},
            "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
            "discriminator_by_rho": {"rho", "accuracy", "auc"}, "source_attribution_confusion": {"true origin", "innocent"},
@@ -49,7 +51,7 @@ FIGURES = {
     "01": ["01_datasets", "01_memorization", "01_memorized_examples", "01_copy_curve"],
     "02": ["02_suspect_losses", "02_suspect_preview"],
     "03": ["03_key_distance_histograms", "03_conf_vs_delta0"],
-    "04": ["04_conf_vs_rho", "04_conf_vs_n", "04_signal_chain"],
+    "04": ["04_conf_vs_rho", "04_conf_vs_n", "04_signal_chain", "04_conf_by_queries"],
     "05": ["05_roc", "05_accuracy_vs_rho", "05_source_confusion"],
     "06": ["06_marked_examples", "06_conf_vs_rho_three_methods", "06_detection_vs_fraction", "06_fine_tune_generations",
            "06_leak_tracing", "06_robustness"],
@@ -126,6 +128,9 @@ def extra_checks_04():
     chain = table("signal_chain")
     assert set(chain.split) == {"shadow", "test"} and chain[["coverage", "conf"]].stack().between(0, 1).all()
     assert (chain[chain.rho == 0].coverage == 0).all()  # innocent models never saw a generated image
+    budget = table("instance_conf_by_queries")
+    assert sorted(budget.queries_per_key.unique()) == [1, 2]  # smoke: k = 2, so budgets of 1 and 2 answers per key
+    assert budget[["mean_conf", "called_infringing"]].stack().between(0, 1).all()
 
 
 def extra_checks_05():
