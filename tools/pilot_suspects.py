@@ -55,9 +55,9 @@ def pilot(preset_name: str, overrides: dict, sources: list[str] | None, rhos: li
     if unknown:
         raise ParameterError("--rho", f"values of the preset's rho_values {preset.suspects.rho_values}", unknown)
     specs = pilot_specs(zoo, sources, rhos, models, innocents)
-    unique = list({config_hash(zoo.suspect_config(s)): s for s in specs}.values())  # a shared innocent once
+    unique = {config_hash(zoo.suspect_config(s)) for s in specs}  # a shared innocent is one model
     started = time.perf_counter()
-    zoo.build_suspects(unique)
+    zoo.build_suspects(specs)
     seconds = time.perf_counter() - started
     zoo.build_answers(specs)
     space = zoo.feature_space("embedding")
