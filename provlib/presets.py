@@ -225,10 +225,13 @@ def _preset(name: str, **flat) -> Preset:
 # SD-like 8x autoencoder, sources and suspects that fine-tune their text encoder with the UNet (without it the tiny
 # models draw caption averages and copy nothing), and one set of innocent models per (suspect base, domain).
 # Duplicated private images (private_duplicates) are a lever not yet measured: smoke only exercises them.
-# Owner-side pilots behind these choices: data/pilots/ and the README.
+# Owner-side pilots behind these choices: data/pilots/ and the README. With it, the sizes cpu and quick share
+# (smoke overrides every one of them).
 CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=32,
                  source_batch_size=64, source_train_text_encoder=True, suspect_batch_size=64,
-                 suspect_train_text_encoder=True, key_candidates=32, key_count=16, probe_seeds=4, memorization_prompts=32)
+                 suspect_train_text_encoder=True, key_candidates=32, key_count=16, probe_seeds=4, memorization_prompts=32,
+                 n_pretrain=2000, vae_steps=800, pretrain_steps=1500, source_steps=1000, suspect_samples=128,
+                 rho_values=(0.3, 1.0), suspects_per_setting=3, suspect_innocents=6, descriptor_steps=300)
 
 
 def _cpu_preset(name: str, **flat) -> Preset:
@@ -250,15 +253,11 @@ PRESETS = {
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
     # Issue 17's world at the size a 2-core session can run cold within the 2 h ceiling: the four fine-tuned sources
-    # (base sources need duplicated pre-training images to memorize anything, not built yet), the quick preset's
-    # recipes with suspects at 750 steps (the step count is where the cost is: 48 suspects), innocents shared per
-    # (suspect base, domain). Laundering is measured where the unlaundered mark is detected: at cpu scale only a fully
-    # marked copy is (notebook 06, first cpu run: TPR 1.0 at r = 100%, at most 0.25 below).
-    "cpu": _cpu_preset(
-        "cpu", n_pretrain=2000, vae_steps=800, pretrain_steps=1500, base_sources=False, source_steps=1000,
-        suspect_samples=128, suspect_steps=750, rho_values=(0.3, 1.0), suspects_per_setting=3, suspect_innocents=6,
-        descriptor_steps=300, cv_repeats=3, bootstrap_resamples=1000, learning_curve_repeats=5,
-        wm_laundering_fraction=1.0),
+    # (base sources memorize only duplicated pre-training images, pretrain_duplicates, not yet measured), suspects at
+    # 750 steps (the step count is where the cost is: 48 suspects), innocents shared per (suspect base, domain).
+    # Laundering is measured where the unlaundered mark is detected: at cpu scale only a fully marked copy is
+    # (notebook 06, first cpu run: TPR 1.0 at r = 100%, at most 0.25 below).
+    "cpu": _cpu_preset("cpu", base_sources=False, suspect_steps=750, learning_curve_repeats=5, wm_laundering_fraction=1.0),
     "sd": _preset(
         "sd", device="cuda", dtype="float16", mixed_precision="fp16", resolution=512, n_jobs=1,
         data_source="folder", n_private=3000, n_real=1000, base_source_domain="scenes",
@@ -285,11 +284,8 @@ PRESETS = {
 }
 # A first look or a lecture: notebooks 01-05 cold in minutes, one fine-tuned source per domain (v1-faces, v1-scenes)
 # and the fewest suspects that still give every number an interval; the same world and recipes as ``cpu``.
-PRESETS["quick"] = _cpu_preset(
-    "quick", n_pretrain=2000, vae_steps=800, pretrain_steps=1500, fine_tuned_bases=("v1",), base_sources=False,
-    source_steps=1000, suspect_samples=128, suspect_steps=1000, rho_values=(0.3, 1.0), suspects_per_setting=3,
-    suspect_innocents=6, descriptor_steps=300, cv_repeats=1, bootstrap_resamples=300, learning_curve_repeats=3,
-)
+PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v1",), base_sources=False, suspect_steps=1000, cv_repeats=1,
+                               bootstrap_resamples=300, learning_curve_repeats=3)
 # The sd code path at smoke sizes on the CPU: folder data, checkpoints and generators from local pipeline folders
 # (``provlib.rehearsal`` builds tiny ones), so CI exercises everything the paper-scale run does except the GPU.
 PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(
