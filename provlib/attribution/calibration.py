@@ -73,12 +73,22 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
     shadow = [s for s in specs if s.split == "shadow"]
     if not shadow:
         raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
-    # the infringing shadows δ0 is chosen on: the smallest ρ for the decision rule, the largest for the paper's rules
-    positive = [s.rho for s in shadow if s.rho > 0] or [0.0]
-    shadow_rho = min(positive) if rule == "low_rho_tpr" else max(s.rho for s in shadow)
+    shadow_rho = _shadow_rho([s.rho for s in shadow], rule)
     chosen = [s for s in shadow if s.rho in (0.0, shadow_rho)]
     distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
                               space, desc=f"shadow distances ({space.name})", queries=queries)
+    return _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
+
+
+def _shadow_rho(shadow_rhos, rule: str) -> float:
+    """The infringing shadows δ0 is chosen on: the smallest ρ for the decision rule, the largest for the paper's rules."""
+    positive = [r for r in shadow_rhos if r > 0] or [0.0]
+    return min(positive) if rule == "low_rho_tpr" else max(shadow_rhos)
+
+
+def _calibrate_on(distances: pd.DataFrame, shadow_rho: float, rule: str, innocent_key_rate: float,
+                  false_positive_rate: float, space_name: str, strategy: str) -> dict:
+    """``calibrate``'s choice from the shadow models' key distances (innocent and ρ = ``shadow_rho`` rows only)."""
     if rule == "low_rho_tpr":
         # the decision that matters: δ0 that calls the most smallest-ρ shadows infringing at the conf level that lets at
         # most false_positive_rate of innocent shadows through (the largest-ρ shadows copy so closely that a δ0 fitted
@@ -92,7 +102,7 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
     innocent_confs = confs[confs.rho == 0.0].conf
     conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate)
     infringing_confs = confs[confs.rho == shadow_rho].conf
-    return {"feature_space": space.name, "delta0": delta0, "conf_threshold": conf_threshold, "rule": rule,
+    return {"feature_space": space_name, "delta0": delta0, "conf_threshold": conf_threshold, "rule": rule,
             "strategy": strategy, "shadow_rho": shadow_rho, "n_shadow_infringing": int(confs[confs.rho == shadow_rho].model_id.nunique()),
             "n_shadow_innocent": int(innocent_confs.size),
             "shadow_conf_infringing": float(infringing_confs.mean()), "shadow_conf_innocent": float(innocent_confs.mean()),
@@ -127,11 +137,13 @@ def conf_by_queries(zoo, specs, keys_by_source, space, *, rule: str, false_posit
     conf and decision. One row per (k, split, ρ)."""
     available = zoo.p.attribution.query_images
     keys = {source: {strategy: sets[strategy]} for source, sets in keys_by_source.items()}
+    shadow_rho = _shadow_rho([s.rho for s in specs if s.split == "shadow"], rule)
     rows = []
     for k in range(1, available + 1):
-        chosen = calibrate(zoo, specs, keys, space, strategy=strategy, rule=rule, innocent_key_rate=innocent_key_rate,
-                           false_positive_rate=false_positive_rate, queries=k)
         distances = key_distances(zoo, specs, keys, space, desc=f"key distances, k={k}", queries=k)
+        # the choice reads the shadow rows only, as calibrate does
+        shadow = distances[(distances.split == "shadow") & distances.rho.isin([0.0, shadow_rho])]
+        chosen = _calibrate_on(shadow, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
         confs = model_confs(distances, chosen["delta0"]).assign(called_infringing=lambda c: c.conf > chosen["conf_threshold"])
         table = (confs.groupby(["split", "rho"], as_index=False)
                  .agg(mean_conf=("conf", "mean"), called_infringing=("called_infringing", "mean"), n_models=("conf", "size")))
