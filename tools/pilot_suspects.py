@@ -4,7 +4,7 @@
                                    [--models 2] [--innocents 2] [--name suspect_pilot] [--out data/pilots]
 
 Trains the first ``--models`` *shadow* suspects per (source, ρ) and the first ``--innocents`` shadow innocent models
-per (suspect base, domain) of the preset with the ``--set`` overrides (the same cache as the notebooks: what they
+listed under each source (shared per suspect base and domain, so each is built once) of the preset with the ``--set`` overrides (the same cache as the notebooks: what they
 built is reused), asks them the Strategy 1+2 key prompts, and reports the signal chain of notebook 04 with δ0 chosen
 on these models by notebook 03's ``low_rho_tpr`` rule (copy-descriptor space): coverage, covered / uncovered key
 distances, conf, and the innocent models beside them. Test suspects are never built or read, so a recipe chosen
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+", default=None, help="fine-tuned sources (default: all of the preset's)")
     parser.add_argument("--rho", type=float, nargs="+", default=[0.3])
     parser.add_argument("--models", type=int, default=2, help="shadow suspects per (source, rho)")
-    parser.add_argument("--innocents", type=int, default=2, help="shadow innocents per (suspect base, domain)")
+    parser.add_argument("--innocents", type=int, default=2, help="shadow innocents listed under each source")
     parser.add_argument("--name", default="suspect_pilot")
     parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
