@@ -224,14 +224,18 @@ def _preset(name: str, **flat) -> Preset:
 # The CPU world (issue 17; notebook 01 tells it): every image carries coarse content its caption does not predict, an
 # SD-like 8x autoencoder, sources and suspects that fine-tune their text encoder with the UNet (without it the tiny
 # models draw caption averages and copy nothing), and one set of innocent models per (suspect base, domain).
-# Duplicated private images (private_duplicates) are a lever not yet measured: smoke only exercises them.
 # Owner-side pilots behind these choices: data/pilots/ and the README. With it, the sizes cpu and quick share
 # (smoke overrides every one of them).
-CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=32,
-                 source_batch_size=64, source_train_text_encoder=True, suspect_batch_size=64,
-                 suspect_train_text_encoder=True, key_candidates=32, key_count=16, probe_seeds=4, memorization_prompts=32,
+# Sources fine-tune on 128 private images, 16 of them 8 times over: they copy the duplicated ones and only some of the
+# rest, so key selection has something to find that random training samples do not (owner-side pilot, README: the
+# source answering its own key prompts, Strategy 1+2 vs random keys, at 32 / 128 / 256 private images). A source's
+# innocents are its domain's innocent models on both bases (8 per base and domain: 5 test ones each, 10 per source).
+CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=128, private_duplicates=16,
+                 duplicate_copies=8, source_batch_size=64, source_train_text_encoder=True, suspect_batch_size=64,
+                 suspect_train_text_encoder=True, key_candidates=48, key_count=16, probe_seeds=4, memorization_prompts=32,
                  n_pretrain=2000, vae_steps=800, pretrain_steps=1500, source_steps=1000, suspect_samples=128,
-                 rho_values=(0.3, 1.0), suspects_per_setting=3, suspect_innocents=6, descriptor_steps=300)
+                 rho_values=(0.3, 1.0), suspects_per_setting=2, suspect_innocents=8, innocents_on_every_base=True,
+                 shadow_fraction=0.4, descriptor_steps=300)
 
 
 def _cpu_preset(name: str, **flat) -> Preset:
@@ -240,10 +244,10 @@ def _cpu_preset(name: str, **flat) -> Preset:
 
 PRESETS = {
     "smoke": _cpu_preset(
-        "smoke", n_jobs=1, n_pretrain=96, n_private=24, private_duplicates=4, n_real=32, scene_caption_list_size=40,
+        "smoke", n_jobs=1, n_pretrain=96, n_private=24, private_duplicates=4, duplicate_copies=4, n_real=32, scene_caption_list_size=40,
         vae_steps=30, tp_vae_steps=30, pretrain_steps=30, pretrain_batch_size=16, source_steps=10, source_batch_size=16,
         suspect_samples=16, suspect_steps=4, suspect_batch_size=8, rho_values=(0.5, 1.0), suspects_per_setting=2,
-        suspect_innocents=3, inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
+        suspect_innocents=3, innocents_on_every_base=False, shadow_fraction=0.5, inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
         key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,
         cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
         tp_generator_images=96, tp_generator_steps=6, tp_pool_per_class=6, tp_train_per_class=4,
@@ -285,7 +289,8 @@ PRESETS = {
 # A first look or a lecture: notebooks 01-05 cold in minutes, one fine-tuned source per domain (v1-faces, v1-scenes)
 # and the fewest suspects that still give every number an interval; the same world and recipes as ``cpu``.
 PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v1",), base_sources=False, suspect_steps=1000, cv_repeats=1,
-                               bootstrap_resamples=300, learning_curve_repeats=3)
+                               bootstrap_resamples=300, learning_curve_repeats=3, innocents_on_every_base=False,
+                               suspect_innocents=4)
 # The sd code path at smoke sizes on the CPU: folder data, checkpoints and generators from local pipeline folders
 # (``provlib.rehearsal`` builds tiny ones), so CI exercises everything the paper-scale run does except the GPU.
 PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(

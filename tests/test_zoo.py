@@ -40,6 +40,28 @@ def test_innocent_models_are_shared_per_suspect_base_and_domain(smoke_cache):
     assert len({str(c) for c in infringing}) == len(infringing)  # infringing models always belong to one source
 
 
+def test_innocents_on_every_base_list_each_domain_model_under_each_source_once_per_model(smoke_cache):
+    """With innocents_on_every_base a source lists its domain's innocents on both bases: the suspect base's keep
+    their names and models, the other base's are the models another source lists as its own; naming counts each
+    trained model once."""
+    plain = Zoo(load_preset("smoke", suspect_innocents=3), cache_root=smoke_cache / "artifacts", show_progress=False)
+    every = Zoo(load_preset("smoke", suspect_innocents=3, innocents_on_every_base=True),
+                cache_root=smoke_cache / "artifacts", show_progress=False)
+    plain_specs, every_specs = plain.suspect_specs(), every.suspect_specs()
+    innocents = [s for s in every_specs if s.source == "v1-faces" and s.rho == 0]
+    assert sorted({s.base for s in innocents}) == ["v1", "v2"] and len(innocents) == 6
+    assert {s.model_id for s in innocents if s.base == "v2"} == \
+        {s.model_id for s in plain_specs if s.source == "v1-faces" and s.rho == 0}      # names unchanged
+    theirs = {str(plain.suspect_config(s)) for s in plain_specs if s.source == "v2-faces" and s.rho == 0}
+    assert {str(every.suspect_config(s)) for s in innocents if s.base == "v1"} == theirs  # v2-faces' own models
+    assert [s for s in every_specs if s.rho > 0] == [s for s in plain_specs if s.rho > 0]
+    distinct = every.distinct_models(every_specs)
+    hashes = {str(every.suspect_config(s)) for s in distinct}
+    assert len(distinct) == len(hashes) == len(plain_specs)
+    assert hashes == {str(plain.suspect_config(s)) for s in plain_specs}  # the same trained models, each once
+    assert len(every_specs) > len(distinct)
+
+
 def test_suspect_training_set_has_rho_share_of_generated_images(zoo):
     spec = next(s for s in zoo.suspect_specs() if s.rho == 0.5 and Source.parse(s.source).is_fine_tuned)
     train = zoo.suspect_training_set(spec)

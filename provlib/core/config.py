@@ -260,3 +260,8 @@ class Suspects(Section):
     shadow_fraction: float = setting(0.5, probability_open)  # share of each setting the defender may use
     base: str = setting("other", text)                    # "other": the base the source was not built on; or a base name
     train_text_encoder: bool = setting(False, boolean)    # fine-tune the text encoder with the UNet
+    # list the innocent models of a source's domain on *every* base under it, not only those on the suspect base: a
+    # model fine-tuned on real images never saw the source's data whichever base it starts from, so the same trained
+    # models give each source twice the innocents (the infringing suspects keep ``base``; tables tell the two apart
+    # by the ``base`` column)
+    innocents_on_every_base: bool = setting(False, boolean)

@@ -52,14 +52,32 @@ class SuspectZoo(Zoo):
             for rho in (0.0,) + tuple(s.rho_values):
                 count = (s.innocents or s.per_setting) if rho == 0 else s.per_setting
                 n_shadow = max(1, min(count - 1, round(count * s.shadow_fraction)))
-                for k in range(count):
-                    # an innocent's seed names its (base, domain) group, not the source: one model serves them all
-                    seed = derive_seed(p.seed, "innocent", base, domain, k) if rho == 0 else \
-                        derive_seed(p.seed, "suspect", source, rho, k)
-                    specs.append(SuspectSpec(
-                        model_id=f"{source}_rho{round(rho * 100):03d}_{k:02d}", source=source, rho=float(rho), seed=seed,
-                        split="shadow" if k < n_shadow else "test", base=base, domain=domain))
+                for suspect_base in self.innocent_bases(base) if rho == 0 else [base]:
+                    # the suspect base's innocents keep their names; another base's carry it in theirs
+                    tag = "" if suspect_base == base else f"{suspect_base}-"
+                    for k in range(count):
+                        # an innocent's seed names its (base, domain) group, not the source: one model serves them all
+                        seed = derive_seed(p.seed, "innocent", suspect_base, domain, k) if rho == 0 else \
+                            derive_seed(p.seed, "suspect", source, rho, k)
+                        specs.append(SuspectSpec(
+                            model_id=f"{source}_rho{round(rho * 100):03d}_{tag}{k:02d}", source=source, rho=float(rho),
+                            seed=seed, split="shadow" if k < n_shadow else "test", base=suspect_base, domain=domain))
         return specs
+
+    def innocent_bases(self, suspect_base: str) -> list[str]:
+        """The bases whose innocent models a source lists: its suspect base first, then (with
+        ``innocents_on_every_base``) every other base."""
+        if not self.p.suspects.innocents_on_every_base:
+            return [suspect_base]
+        return [suspect_base] + [b for b in self.p.models.base_names if b != suspect_base]
+
+    def distinct_models(self, specs: list[SuspectSpec]) -> list[SuspectSpec]:
+        """One listing per trained model (an innocent listed under several sources is one model): for counts over
+        models rather than over (source, model) verdicts, such as naming a suspect's source."""
+        first: dict[str, SuspectSpec] = {}
+        for spec in specs:
+            first.setdefault(config_hash(self.suspect_config(spec)), spec)
+        return list(first.values())
 
     def fine_tune_recipe(self) -> dict:
         """The suspects' fine-tuning hyper-parameters, as they enter every fine-tuned model's cache key."""
