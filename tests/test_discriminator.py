@@ -156,3 +156,65 @@ def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
     assert 0 < threshold < 1 and curve.shadow_naming_accuracy.max() > 0.8
     assert discriminator_study.naming_accuracy(cross_meta, scores, threshold) == curve.shadow_naming_accuracy.max()
     assert discriminator_study.naming_accuracy(cross_meta, scores, 0.999) < curve.shadow_naming_accuracy.max()
+
+
+def test_an_innocent_listed_under_two_sources_is_held_out_whole(monkeypatch):
+    """A shared innocent's listing under one source is the same model answering that source's prompts: while its other
+    listing is held out, out-of-fold scoring must not train on it (it would score a model the discriminator saw)."""
+    rng = np.random.default_rng(0)
+    rows = [{"model_id": f"{s}{k}", "source": s, "rho": 1.0, "split": "shadow", "target": s} for s in "ab" for k in range(2)]
+    rows += [{"model_id": f"{m}@{s}", "source": s, "rho": 0.0, "split": "shadow", "target": s} for m in "uvwxyz" for s in "ab"]
+    own_meta = pd.DataFrame(rows)
+    own = rng.normal(size=(len(own_meta), 4)) + own_meta.rho.to_numpy()[:, None]
+    trained_model = {m: m.split("@")[0] for m in own_meta.model_id}
+    index = {(r.model_id, r.target): i for i, r in enumerate(own_meta.itertuples())}
+    cross_meta = pd.DataFrame([{**r, "target": t} for r in rows for t in "ab"])
+    # a listing's row for the other source is its twin listing's own row: one model, that source's prompts
+    cross = np.stack([own[index[(r.model_id, r.target)]] if (r.model_id, r.target) in index else
+                      own[index[(r.model_id.replace(r.source, r.target), r.target)]] if "@" in r.model_id else
+                      rng.normal(size=4) for r in cross_meta.itertuples()])
+    fit, score = Discriminator.fit, Discriminator.score
+    leaks = []
+
+    def spy_fit(self, x, y, s):
+        self.seen_rows = {tuple(r) for r in np.asarray(x)}
+        return fit(self, x, y, s)
+
+    def spy_score(self, x, s):
+        leaks.extend(tuple(r) in self.seen_rows for r in np.asarray(x))
+        return score(self, x, s)
+
+    monkeypatch.setattr(Discriminator, "fit", spy_fit)
+    monkeypatch.setattr(Discriminator, "score", spy_score)
+    config = DiscriminatorConfig("pixel", "key_distances", "logreg", "pooled")
+    discriminator_study.out_of_fold_cross_scores(config, own, own_meta, cross, cross_meta, n_folds=3)
+    assert any(leaks)  # listing by listing, a twin trains the model that scores it
+    leaks.clear()
+    scores = discriminator_study.out_of_fold_cross_scores(config, own, own_meta, cross, cross_meta, n_folds=3,
+                                                          trained_model=trained_model)
+    assert not np.isnan(scores).any() and len(leaks) == len(cross_meta) and not any(leaks)
+
+
+def test_cross_validation_holds_a_shared_innocent_out_whole(monkeypatch):
+    """The same for choosing the discriminator: a held-out listing's twin never trains the model that scores it."""
+    rng = np.random.default_rng(1)
+    sources = np.array(["a", "a", "b", "b"] + ["a", "b"] * 6)
+    labels = np.array([1, 1, 1, 1] + [0] * 12)
+    models = np.array(["a0", "a1", "b0", "b1"] + [m for m in "uvwxyz" for _ in "ab"])
+    features = rng.normal(size=(len(labels), 3)) + labels[:, None]
+    features[4::2] = features[5::2]  # the twin listings of one innocent answer alike
+    fit, score = Discriminator.fit, Discriminator.score
+    leaks = []
+
+    def spy_fit(self, x, y, s):
+        self.seen_rows = {tuple(r) for r in np.asarray(x)}
+        return fit(self, x, y, s)
+
+    def spy_score(self, x, s):
+        leaks.extend(tuple(r) in self.seen_rows for r in np.asarray(x))
+        return score(self, x, s)
+
+    monkeypatch.setattr(Discriminator, "fit", spy_fit)
+    monkeypatch.setattr(Discriminator, "score", spy_score)
+    table = cross_validate({("pixel", "key_distances"): features}, labels, sources, n_folds=2, n_repeats=1, models=models)
+    assert table.cv_auc.notna().any() and leaks and not any(leaks)

@@ -71,12 +71,16 @@ class SuspectZoo(Zoo):
             return [suspect_base]
         return [suspect_base] + [b for b in self.p.models.base_names if b != suspect_base]
 
+    def trained_models(self, specs: list[SuspectSpec]) -> dict[str, str]:
+        """model_id -> the trained model it lists (its cache key): listings of one shared innocent map to one key."""
+        return {s.model_id: config_hash(self.suspect_config(s)) for s in specs}
+
     def distinct_models(self, specs: list[SuspectSpec]) -> list[SuspectSpec]:
         """One listing per trained model (an innocent listed under several sources is one model): for counts over
         models rather than over (source, model) verdicts, such as naming a suspect's source."""
-        first: dict[str, SuspectSpec] = {}
+        model_of, first = self.trained_models(specs), {}
         for spec in specs:
-            first.setdefault(config_hash(self.suspect_config(spec)), spec)
+            first.setdefault(model_of[spec.model_id], spec)
         return list(first.values())
 
     def fine_tune_recipe(self) -> dict:
