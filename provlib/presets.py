@@ -287,8 +287,9 @@ PRESETS = {
     ),
 }
 # A first look or a lecture: notebooks 01-05 cold in minutes, one fine-tuned source per domain (v1-faces, v1-scenes)
-# and the fewest suspects that still give every number an interval; the same world and recipes as ``cpu``.
-PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v1",), base_sources=False, suspect_steps=1000, cv_repeats=1,
+# and the fewest suspects that still give every number an interval (2 test innocents per source, on the suspect base
+# only); the same world and recipes as ``cpu``.
+PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v1",), base_sources=False, suspect_steps=750, cv_repeats=1,
                                bootstrap_resamples=300, learning_curve_repeats=3, innocents_on_every_base=False,
                                suspect_innocents=4)
 # The sd code path at smoke sizes on the CPU: folder data, checkpoints and generators from local pipeline folders

@@ -31,7 +31,8 @@ CONTRACTS = {
            "signal_chain": {"source", "rho", "split", "source_copy_rate", "near_copy_share", "coverage", "d_covered",
                             "d_uncovered", "conf", "median_distance", "delta0", "n_models"},
            "instance_conf_by_queries": {"queries_per_key", "split", "rho", "mean_conf", "called_infringing", "delta0",
-                                        "conf_threshold", "queries"}},
+                                        "conf_threshold", "queries"},
+           "instance_innocents_by_base": {"innocent_base", "models", "mean_conf", "called_infringing"}},
     "05": {"table1_discriminator": {"source", "accuracy", "auc", "tpr_at_10fpr", "tpr_at_1fpr", "n_test_models", "auc_lo", "auc_hi"},
            "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
            "discriminator_by_rho": {"rho", "accuracy", "auc"}, "source_attribution_confusion": {"true origin", "innocent"},
@@ -131,6 +132,9 @@ def extra_checks_04():
     budget = table("instance_conf_by_queries")
     assert sorted(budget.queries_per_key.unique()) == [1, 2]  # smoke: k = 2, so budgets of 1 and 2 answers per key
     assert budget[["mean_conf", "called_infringing"]].stack().between(0, 1).all()
+    lineage = table("instance_innocents_by_base")  # smoke lists innocents on the suspect base only
+    innocent_rows = by_rho[(by_rho.method == "strategy12") & (by_rho.rho == 0)]
+    assert list(lineage.innocent_base) == ["suspect base"] and lineage.models.sum() == innocent_rows.n_models.iloc[0]
 
 
 def extra_checks_05():
@@ -138,7 +142,8 @@ def extra_checks_05():
     assert sorted(table1.source) == sorted(manifest.source.unique())
     assert table1.auc.between(0, 1).all() and (table1.auc_lo <= table1.auc_hi).all()
     confusion = table("source_attribution_confusion").set_index("true origin")
-    assert confusion.to_numpy().sum() == (manifest.split == "test").sum()
+    # each trained test model once (an innocent listed under two sources is one artifact)
+    assert confusion.to_numpy().sum() == manifest[manifest.split == "test"].artifact.nunique()
 
 
 def extra_checks_06():
