@@ -3,8 +3,9 @@
     python tools/pilot_key_selection.py [--preset cpu] [--config "n_private=128 private_duplicates=16" ...]
                                         [--name key_selection_pilot] [--out data/pilots]
 
-For each ``--config`` (space-separated KEY=VALUE preset fields on top of ``--preset``, the ``v1`` sources only), the
-owner builds its fine-tuned sources, selects Strategy 1+2 and random keys (Baseline 2, three draws) from the
+For each ``--config`` (space-separated KEY=VALUE preset fields on top of ``--preset``, the ``v1`` sources only: with
+``base_sources=True`` the base ``v1`` too, whose memorized samples can only come from ``pretrain_duplicates``), the
+owner builds its sources, selects Strategy 1+2 and random keys (Baseline 2, three draws) from the
 candidate probe exactly as notebook 03 does, and asks two models for k fresh images per key prompt: **the source
 itself** (an upper bound on what any infringing suspect can reproduce: a suspect at ρ = 1 learns from the source's
 own generations) and **the reference base** (the public model an innocent suspect starts from). conf at a few δ0 in
@@ -36,14 +37,15 @@ DELTA0S = (0.15, 0.22, 0.30)
 RANDOM_DRAWS = 3
 
 
-def pilot_config(preset_name: str, overrides: dict) -> pd.DataFrame:
+def pilot_config(preset_name: str, overrides: dict, only: list[str] | None = None) -> pd.DataFrame:
     preset = load_preset(preset_name, fine_tuned_bases=["v1"], **overrides)
     zoo = AttributionZoo(preset, show_progress=False)
-    zoo.build_sources()
+    if only is None:  # otherwise each source builds only what it needs, lazily
+        zoo.build_sources()
     space = zoo.feature_space("embedding")
     k, n = preset.attribution.query_images, preset.attribution.key_count
     rows = []
-    for source in preset.fine_tuned_source_names:
+    for source in only or preset.source_names:
         probe = zoo.candidate_probe(source)
         answerers = {"source": zoo.source_location(source), "reference": zoo.base_location(zoo.suspect_base(source))}
         seed = derive_seed(preset.seed, "pilot-key-selection-answers", source)
@@ -70,11 +72,13 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--config", action="append", default=[], metavar='"KEY=VALUE ..."',
                         help="one world to try (preset fields, YAML values); repeatable; none: the preset itself")
+    parser.add_argument("--sources", nargs="+", default=None,
+                        help="only these sources (built alone, with what they need); default: every v1 source")
     parser.add_argument("--name", default="key_selection_pilot")
     parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
     configs = [dict(parse_assignment(item) for item in shlex.split(text)) for text in args.config] or [{}]
-    table = pd.concat([pilot_config(args.preset, overrides) for overrides in configs], ignore_index=True)
+    table = pd.concat([pilot_config(args.preset, overrides, args.sources) for overrides in configs], ignore_index=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     os.environ["PROVLIB_RESULTS_DIR"] = str(args.out)  # a pilot's table, apart from the workbook's results
     write_table(table, args.name, load_preset(args.preset), "tools/pilot_key_selection.py")
