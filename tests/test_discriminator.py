@@ -11,6 +11,7 @@ from provlib.attribution.discriminator import (
     feature_vector,
     name_source,
     per_key_distances,
+    shadow_folds,
 )
 from provlib.attribution.distance import PixelSpace
 from provlib.attribution.metrics import bootstrap_report, detection_report, tpr_at_fpr
@@ -218,3 +219,20 @@ def test_cross_validation_holds_a_shared_innocent_out_whole(monkeypatch):
     monkeypatch.setattr(Discriminator, "score", spy_score)
     table = cross_validate({("pixel", "key_distances"): features}, labels, sources, n_folds=2, n_repeats=1, models=models)
     assert table.cv_auc.notna().any() and leaks and not any(leaks)
+
+
+def test_folds_keep_the_listings_of_one_model_together_and_every_source_trainable():
+    """Two sources share six innocent models (each listed under both) and have two infringing shadows each: every
+    fold holds both listings of a model out together, and leaves each source an infringing and an innocent model."""
+    sources = np.array(["a", "a", "b", "b"] + ["a", "b"] * 6)
+    labels = np.array([1, 1, 1, 1] + [0] * 12)
+    models = np.array(["a0", "a1", "b0", "b1"] + [m for m in "uvwxyz" for _ in "ab"])
+    for seed in range(20):
+        folds = shadow_folds(labels, sources, 3, seed, models)
+        assert len(folds) == 2 and sorted(np.concatenate([h for _, h in folds])) == list(range(len(labels)))
+        for train, held_out in folds:
+            assert not set(models[train]) & set(models[held_out])
+            for source in "ab":
+                assert set(labels[train][sources[train] == source]) == {0, 1}
+    plain = shadow_folds(labels, sources, 3, 0)  # without groups: the folds as before
+    assert all((a == b).all() and (c == d).all() for (a, c), (b, d) in zip(plain, shadow_folds(labels, sources, 3, 0, None)))

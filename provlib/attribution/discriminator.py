@@ -134,13 +134,20 @@ class Discriminator:
         return out
 
 
-def shadow_folds(labels: np.ndarray, sources: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def shadow_folds(labels: np.ndarray, sources: np.ndarray, n_folds: int, seed: int,
+                 groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds over shadow models, stratified by (source, label) so each fold holds some of every source's innocents.
 
     Where a source has fewer than 2 shadow models of a class (tiny presets), folds are stratified by label only.
+    ``groups`` names the trained model of each row: rows of one model (an innocent listed under two sources) share a
+    fold, placed by the stratum of the model's first row.
     """
     labels = np.asarray(labels).astype(int)
     strata = np.char.add(np.asarray(sources).astype(str), labels.astype(str))
+    groups = None if groups is None or len(set(groups)) == len(groups) else np.asarray(groups)
+    if groups is not None:
+        _, first, row_group = np.unique(groups, return_index=True, return_inverse=True)
+        strata, labels = strata[first], labels[first]  # one row per trained model
     if pd.Series(strata).value_counts().min() < 2:
         strata = labels.astype(str)
     counts = pd.Series(strata).value_counts()
@@ -148,7 +155,11 @@ def shadow_folds(labels: np.ndarray, sources: np.ndarray, n_folds: int, seed: in
         raise ParameterError("shadow models", "at least 2 infringing and 2 innocent shadow models for cross-validation",
                              counts.to_dict())
     n_folds = int(min(n_folds, counts.min()))
-    return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(strata)), strata))
+    folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(strata)), strata))
+    if groups is None:
+        return folds
+    return [(np.flatnonzero(np.isin(row_group, train)), np.flatnonzero(np.isin(row_group, held_out)))
+            for train, held_out in folds]
 
 
 def out_of_fold_scores(config: DiscriminatorConfig, features, labels, sources, folds, seed: int = 0,
@@ -181,7 +192,7 @@ def cross_validate(feature_tables: dict[tuple[str, str], np.ndarray], labels, so
     """
     labels, sources = np.asarray(labels).astype(int), np.asarray(sources)
     models = None if models is None else np.asarray(models)
-    repeats = [shadow_folds(labels, sources, n_folds, seed + r) for r in range(n_repeats)]
+    repeats = [shadow_folds(labels, sources, n_folds, seed + r, models) for r in range(n_repeats)]
     rows = []
     for (space, feature_set), classifier, scope in itertools.product(feature_tables, CLASSIFIERS, SCOPES):
         config = DiscriminatorConfig(space, feature_set, classifier, scope)

@@ -142,7 +142,7 @@ def out_of_fold_cross_scores(config: DiscriminatorConfig, features: np.ndarray, 
     ids = meta.model_id.to_numpy()
     model_of = np.array([trained_model.get(i, i) for i in ids]) if trained_model else ids
     scores = np.full(len(cross_meta), np.nan)
-    for train, held_out in shadow_folds(labels, sources, n_folds, seed):
+    for train, held_out in shadow_folds(labels, sources, n_folds, seed, model_of):
         train = train[~np.isin(model_of[train], model_of[held_out])]  # a held-out model's other listings too
         model = Discriminator(config, seed).fit(features[train], labels[train], sources[train])
         rows = cross_meta.model_id.isin(ids[held_out]).to_numpy()
