@@ -127,17 +127,9 @@ def test_naming_the_source_and_the_confusion_matrix():
     assert confusion.loc["a", "a"] == 1 and confusion.loc["innocent", "innocent"] == 1 and confusion.to_numpy().sum() == 2
 
 
-def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
-    """"None of them" is decided at a level chosen on shadow suspects, each scored by a model that never saw it."""
-    features, meta = synthetic_models()
-    shadow = (meta.split == "shadow").to_numpy()
-    own, own_meta = features[shadow], meta[shadow].reset_index(drop=True)
-    # every shadow suspect against every source: its own features for its own source, innocent-like ones elsewhere
-    innocent_like = features[shadow & (meta.rho == 0).to_numpy()].mean(0)
-    targets = sorted(meta.target.unique())
-    cross_meta = pd.DataFrame([{**row, "target": t} for row in own_meta.to_dict("records") for t in targets])
-    cross = np.stack([own[i] if t == own_meta.target[i] else innocent_like for i in range(len(own_meta)) for t in targets])
-    leaks = []
+def scored_rows_seen_in_training(monkeypatch) -> list[bool]:
+    """Spy on every Discriminator: for each row it scores, whether the same row was among those it was fitted on."""
+    leaks: list[bool] = []
     fit, score = Discriminator.fit, Discriminator.score
 
     def spy_fit(self, x, y, s):
@@ -150,6 +142,20 @@ def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
 
     monkeypatch.setattr(Discriminator, "fit", spy_fit)
     monkeypatch.setattr(Discriminator, "score", spy_score)
+    return leaks
+
+
+def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
+    """"None of them" is decided at a level chosen on shadow suspects, each scored by a model that never saw it."""
+    features, meta = synthetic_models()
+    shadow = (meta.split == "shadow").to_numpy()
+    own, own_meta = features[shadow], meta[shadow].reset_index(drop=True)
+    # every shadow suspect against every source: its own features for its own source, innocent-like ones elsewhere
+    innocent_like = features[shadow & (meta.rho == 0).to_numpy()].mean(0)
+    targets = sorted(meta.target.unique())
+    cross_meta = pd.DataFrame([{**row, "target": t} for row in own_meta.to_dict("records") for t in targets])
+    cross = np.stack([own[i] if t == own_meta.target[i] else innocent_like for i in range(len(own_meta)) for t in targets])
+    leaks = scored_rows_seen_in_training(monkeypatch)
     config = DiscriminatorConfig("pixel", "key_distances", "logreg", "pooled")
     scores = discriminator_study.out_of_fold_cross_scores(config, own, own_meta, cross, cross_meta, n_folds=3)
     assert not np.isnan(scores).any() and len(leaks) == len(cross_meta) and not any(leaks)
@@ -174,19 +180,7 @@ def test_an_innocent_listed_under_two_sources_is_held_out_whole(monkeypatch):
     cross = np.stack([own[index[(r.model_id, r.target)]] if (r.model_id, r.target) in index else
                       own[index[(r.model_id.replace(r.source, r.target), r.target)]] if "@" in r.model_id else
                       rng.normal(size=4) for r in cross_meta.itertuples()])
-    fit, score = Discriminator.fit, Discriminator.score
-    leaks = []
-
-    def spy_fit(self, x, y, s):
-        self.seen_rows = {tuple(r) for r in np.asarray(x)}
-        return fit(self, x, y, s)
-
-    def spy_score(self, x, s):
-        leaks.extend(tuple(r) in self.seen_rows for r in np.asarray(x))
-        return score(self, x, s)
-
-    monkeypatch.setattr(Discriminator, "fit", spy_fit)
-    monkeypatch.setattr(Discriminator, "score", spy_score)
+    leaks = scored_rows_seen_in_training(monkeypatch)
     config = DiscriminatorConfig("pixel", "key_distances", "logreg", "pooled")
     discriminator_study.out_of_fold_cross_scores(config, own, own_meta, cross, cross_meta, n_folds=3)
     assert any(leaks)  # listing by listing, a twin trains the model that scores it
@@ -204,19 +198,7 @@ def test_cross_validation_holds_a_shared_innocent_out_whole(monkeypatch):
     models = np.array(["a0", "a1", "b0", "b1"] + [m for m in "uvwxyz" for _ in "ab"])
     features = rng.normal(size=(len(labels), 3)) + labels[:, None]
     features[4::2] = features[5::2]  # the twin listings of one innocent answer alike
-    fit, score = Discriminator.fit, Discriminator.score
-    leaks = []
-
-    def spy_fit(self, x, y, s):
-        self.seen_rows = {tuple(r) for r in np.asarray(x)}
-        return fit(self, x, y, s)
-
-    def spy_score(self, x, s):
-        leaks.extend(tuple(r) in self.seen_rows for r in np.asarray(x))
-        return score(self, x, s)
-
-    monkeypatch.setattr(Discriminator, "fit", spy_fit)
-    monkeypatch.setattr(Discriminator, "score", spy_score)
+    leaks = scored_rows_seen_in_training(monkeypatch)
     table = cross_validate({("pixel", "key_distances"): features}, labels, sources, n_folds=2, n_repeats=1, models=models)
     assert table.cv_auc.notna().any() and leaks and not any(leaks)
 
