@@ -28,7 +28,6 @@ from provlib.attribution.queries import AttributionZoo  # noqa: E402
 from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.errors import ParameterError  # noqa: E402
 from provlib.core.results import write_table  # noqa: E402
-from provlib.core.store import config_hash  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
@@ -55,7 +54,7 @@ def pilot(preset_name: str, overrides: dict, sources: list[str] | None, rhos: li
     if unknown:
         raise ParameterError("--rho", f"values of the preset's rho_values {preset.suspects.rho_values}", unknown)
     specs = pilot_specs(zoo, sources, rhos, models, innocents)
-    unique = {config_hash(zoo.suspect_config(s)) for s in specs}  # a shared innocent is one model
+    unique = zoo.distinct_models(specs)  # a shared innocent is one model
     started = time.perf_counter()
     zoo.build_suspects(specs)
     seconds = time.perf_counter() - started

@@ -162,14 +162,9 @@ def shadow_folds(labels: np.ndarray, sources: np.ndarray, n_folds: int, seed: in
             for train, held_out in folds]
 
 
-def out_of_fold_scores(config: DiscriminatorConfig, features, labels, sources, folds, seed: int = 0,
-                       models=None) -> np.ndarray:
-    """Each row scored by a discriminator fitted without it; ``models`` (the trained model each row lists, e.g. a
-    shared innocent listed under two sources) also keeps a held-out model's other listings out of training."""
+def out_of_fold_scores(config: DiscriminatorConfig, features, labels, sources, folds, seed: int = 0) -> np.ndarray:
     scores = np.empty(len(labels))
     for train, held_out in folds:
-        if models is not None:
-            train = train[~np.isin(models[train], models[held_out])]
         model = Discriminator(config, seed).fit(features[train], labels[train], sources[train])
         scores[held_out] = model.score(features[held_out], sources[held_out])
     return scores
@@ -188,7 +183,8 @@ def cross_validate(feature_tables: dict[tuple[str, str], np.ndarray], labels, so
     ``feature_tables`` maps (feature_space, feature_set) to a matrix whose rows are the shadow models in
     the order of ``labels`` / ``sources``. With a few innocent shadow models per source one split is
     noisy, so the AUC is averaged over ``n_repeats`` reshuffled fold assignments. Returns one row per
-    configuration, best first. ``models``: the trained model of each row, for ``out_of_fold_scores``.
+    configuration, best first. ``models``: the trained model of each row, so that a model listed under two sources
+    is held out with all its listings (``shadow_folds``).
     """
     labels, sources = np.asarray(labels).astype(int), np.asarray(sources)
     models = None if models is None else np.asarray(models)
@@ -198,8 +194,7 @@ def cross_validate(feature_tables: dict[tuple[str, str], np.ndarray], labels, so
         config = DiscriminatorConfig(space, feature_set, classifier, scope)
         features = np.asarray(feature_tables[(space, feature_set)])
         try:
-            aucs = [mean_auc_by_source(labels, out_of_fold_scores(config, features, labels, sources, folds, seed, models),
-                                       sources)
+            aucs = [mean_auc_by_source(labels, out_of_fold_scores(config, features, labels, sources, folds, seed), sources)
                     for folds in repeats]
             note = ""
         except ParameterError as error:  # e.g. per-source folds without an innocent model: not comparable here

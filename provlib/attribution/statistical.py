@@ -136,14 +136,13 @@ def out_of_fold_cross_scores(config: DiscriminatorConfig, features: np.ndarray, 
     ``cross_*``: the same suspects against every source. Folds are ``shadow_folds`` over the shadow suspects, so
     the scores behave as a test suspect's would, and a threshold chosen on them is not fitted to the training set.
     ``trained_model`` maps a model_id to the model it names (``SuspectZoo.trained_models``): an innocent listed under
-    two sources is one model, so while one listing is held out the other is left out of training too.
+    two sources is one model, so its listings share a fold and while one is held out the other is not trained on.
     """
     labels, sources = labels_of(meta), meta.target.to_numpy()
     ids = meta.model_id.to_numpy()
     model_of = np.array([trained_model.get(i, i) for i in ids]) if trained_model else ids
     scores = np.full(len(cross_meta), np.nan)
     for train, held_out in shadow_folds(labels, sources, n_folds, seed, model_of):
-        train = train[~np.isin(model_of[train], model_of[held_out])]  # a held-out model's other listings too
         model = Discriminator(config, seed).fit(features[train], labels[train], sources[train])
         rows = cross_meta.model_id.isin(ids[held_out]).to_numpy()
         scores[rows] = model.score(cross_features[rows], cross_meta.target.to_numpy()[rows])

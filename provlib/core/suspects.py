@@ -169,8 +169,7 @@ class SuspectZoo(Zoo):
         for domain in sorted({s.domain for s in specs}):
             self.dataset(domain, "real")
         # an innocent model listed under several sources is one artifact: build it once
-        pending = list({config_hash(config): s for s in specs
-                        if not self.store.exists("suspect", config := self.suspect_config(s))}.values())
+        pending = [s for s in self.distinct_models(specs) if not self.store.exists("suspect", self.suspect_config(s))]
         fan_out(self, "suspect_location", pending, n_jobs, desc="suspect models")
         return [self.suspect_location(s) for s in specs]
 
