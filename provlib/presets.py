@@ -230,12 +230,14 @@ def _preset(name: str, **flat) -> Preset:
 # rest, so key selection has something to find that random training samples do not (owner-side pilot, README: the
 # source answering its own key prompts, Strategy 1+2 vs random keys, at 32 / 128 / 256 private images). A source's
 # innocents are its domain's innocent models on both bases (8 per base and domain: 5 test ones each, 10 per source).
+# Key selection discounts what every public base draws (reference_bases="every"), since half of those innocents
+# fine-tune the source's own base; notebook 03 compares it with the paper's single reference on shadow models.
 CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=128, private_duplicates=16,
                  duplicate_copies=8, source_batch_size=64, source_train_text_encoder=True, suspect_batch_size=64,
                  suspect_train_text_encoder=True, key_candidates=48, key_count=16, probe_seeds=4, memorization_prompts=32,
                  n_pretrain=2000, vae_steps=800, pretrain_steps=1500, source_steps=1000, suspect_samples=128,
                  rho_values=(0.3, 1.0), suspects_per_setting=2, suspect_innocents=8, innocents_on_every_base=True,
-                 shadow_fraction=0.4, descriptor_steps=300)
+                 shadow_fraction=0.4, descriptor_steps=300, reference_bases="every")
 
 
 def _cpu_preset(name: str, **flat) -> Preset:
@@ -247,7 +249,8 @@ PRESETS = {
         "smoke", n_jobs=1, n_pretrain=96, n_private=24, private_duplicates=4, duplicate_copies=4, n_real=32, scene_caption_list_size=40,
         vae_steps=30, tp_vae_steps=30, pretrain_steps=30, pretrain_batch_size=16, source_steps=10, source_batch_size=16,
         suspect_samples=16, suspect_steps=4, suspect_batch_size=8, rho_values=(0.5, 1.0), suspects_per_setting=2,
-        suspect_innocents=3, innocents_on_every_base=False, shadow_fraction=0.5, inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
+        suspect_innocents=3, innocents_on_every_base=False, reference_bases="suspect", shadow_fraction=0.5,
+        inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
         key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,
         cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
         tp_generator_images=96, tp_generator_steps=6, tp_pool_per_class=6, tp_train_per_class=4,

@@ -25,7 +25,8 @@ CONTRACTS = {
            "source_copy_curve": {"source", "step", "copy_rate", "gu_memorized_rate", "d_own", "same_caption_real_spread"}},
     "02": {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}},
     "03": {"delta0": {"feature_space", "delta0", "conf_false_positive_rate"}, "delta0_table2": {"feature_space", "model", "mean"},
-           "key_samples": {"prompt", "source", "strategy", "feature_space"}},
+           "key_samples": {"prompt", "source", "strategy", "feature_space"},
+           "reference_bases_choice": {"reference_bases", "shadow_models", "mean_conf", "called_infringing", "preset_choice"}},
     "04": {"instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
            "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
            "signal_chain": {"source", "rho", "split", "source_copy_rate", "near_copy_share", "coverage", "d_covered",
@@ -197,6 +198,7 @@ def test_notebooks_exist_and_have_one_parameters_cell():
         assert all(not c.get("outputs") for c in cells if c.cell_type == "code"), f"{nb.name}: commit notebooks without outputs"
 
 
+@pytest.mark.xdist_group("smoke-chain")  # one worker runs the chain in order, in one results folder
 @pytest.mark.parametrize("number", sorted(PINNED))
 def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_runs, monkeypatch):
     run_through("smoke", number, smoke_runs, monkeypatch)
@@ -206,6 +208,7 @@ def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_runs, 
         assert measured[name] == pytest.approx(expected, **PIN), f"notebook {number}: {name}"
 
 
+@pytest.mark.xdist_group("rehearsal-chain")
 @pytest.mark.parametrize("number", sorted(PINNED))
 def test_notebook_runs_the_paper_scale_path_at_the_rehearsal(number, smoke_runs, monkeypatch):
     run_through("sd-rehearsal", number, smoke_runs, monkeypatch)

@@ -152,3 +152,29 @@ def test_duplicated_pre_training_images_enter_the_bases_and_only_their_keys(tmp_
     assert zoo.training_set("v1-faces").images.shape == plain.training_set("v1-faces").images.shape
     assert "duplicates" in zoo.base_config("v1") and "duplicates" not in plain.base_config("v1")
     assert zoo.vae_config() == plain.vae_config()  # the autoencoder sees each image once either way
+
+
+def test_every_public_base_is_a_reference_when_asked_and_the_suspect_base_stays_first(smoke_cache):
+    plain = Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)
+    every = Zoo(load_preset("smoke", reference_bases="every"), cache_root=smoke_cache / "artifacts", show_progress=False)
+    source = "v1-faces"
+    assert plain.reference_bases(source) == ["v2"] and every.reference_bases(source) == ["v2", "v1"]
+    one, both = plain.candidate_probe(source), every.candidate_probe(source)
+    seeds = plain.p.attribution.probe_seeds
+    assert both.reference_images.shape[1] == 2 * seeds
+    # the suspect base's generations are those of the one-reference probe; the source's own base follows them
+    assert (both.reference_images[:, :seeds] == one.reference_images).all()
+    assert (both.source_images == one.source_images).all()
+    assert not (both.reference_images[:, seeds:] == one.reference_images).all()
+
+
+def test_innocents_are_grouped_by_the_base_they_fine_tune(smoke_cache):
+    from provlib.attribution.calibration import innocents_by_lineage
+    zoo = Zoo(load_preset("smoke", innocents_on_every_base=True), cache_root=smoke_cache / "artifacts", show_progress=False)
+    innocents = [s for s in zoo.suspect_specs() if s.rho == 0]
+    confs = pd.DataFrame({"model_id": [s.model_id for s in innocents], "source": [s.source for s in innocents],
+                          "rho": 0.0, "conf": [1.0 if s.base == zoo.source(s.source).base else 0.0 for s in innocents]})
+    table = innocents_by_lineage(zoo, confs, conf_threshold=0.5).set_index("innocent_base")
+    assert table.loc["the source's own base", "called_infringing"] == 1.0
+    assert table.loc["suspect base", "called_infringing"] == 0.0
+    assert table.models.sum() == len(innocents)

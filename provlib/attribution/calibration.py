@@ -20,10 +20,11 @@ from provlib.core.progress import tqdm
 from provlib.core.store import derive_seed
 
 
-def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strategy1", "strategy2", "strategy12", "random")
-             ) -> dict[str, KeySet]:
-    """Every applicable strategy's key set for one source (N = the preset's key_count unless given)."""
-    probe = zoo.candidate_probe(source)
+def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strategy1", "strategy2", "strategy12", "random"),
+             reference_bases: str | None = None) -> dict[str, KeySet]:
+    """Every applicable strategy's key set for one source (N = the preset's key_count unless given; the preset's
+    reference bases unless ``reference_bases`` is given)."""
+    probe = zoo.candidate_probe(source, reference_bases)
     n = zoo.p.attribution.key_count if n is None else n
     needs_training_data = {"strategy1", "random"}
     out = {}
@@ -164,3 +165,37 @@ def decision_rates(confs: pd.DataFrame, conf_threshold: float) -> pd.DataFrame:
     """Share of models called infringing (conf > level) per method and ρ: TPR for ρ > 0, FPR at ρ = 0."""
     return (confs.assign(called_infringing=confs.conf > conf_threshold)
             .groupby(["strategy", "rho"], as_index=False).called_infringing.mean())
+
+
+def innocents_by_lineage(zoo, confs: pd.DataFrame, conf_threshold: float) -> pd.DataFrame:
+    """Innocent models' conf per lineage: fine-tunes of the suspect base (the headline) and, with
+    ``innocents_on_every_base``, of the source's own base, which share the source's pre-trained model."""
+    base_of = {s.model_id: s.base for s in zoo.suspect_specs()}
+    innocent = confs[confs.rho == 0.0]
+    lineage = np.where(innocent.model_id.map(base_of) == innocent.source.map(zoo.suspect_base), "suspect base",
+                       "the source's own base")
+    return (innocent.assign(innocent_base=lineage).groupby("innocent_base")
+            .agg(models=("model_id", "count"), mean_conf=("conf", "mean"),
+                 called_infringing=("conf", lambda c: float((c > conf_threshold).mean()))).reset_index())
+
+
+def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", **calibrate_options) -> pd.DataFrame:
+    """Key selection with the suspect base as the only reference against every public base, judged on shadow models
+    only: for each choice, δ0 and the conf level calibrated as ``calibrate`` does, then the shadows' mean conf and
+    the share called infringing, for the infringing shadows δ0 is chosen on and for innocents of each lineage."""
+    shadow = [s for s in specs if s.split == "shadow"]
+    rows = []
+    for mode in ("suspect", "every"):
+        keys = {source: key_sets(zoo, source, space, strategies=(strategy,), reference_bases=mode)
+                for source in zoo.p.source_names}
+        chosen = calibrate(zoo, shadow, keys, space, strategy=strategy, **calibrate_options)
+        confs = model_confs(key_distances(zoo, shadow, keys, space, desc=f"shadows, reference {mode}"), chosen["delta0"])
+        infringing = confs[confs.rho == chosen["shadow_rho"]]
+        groups = [pd.DataFrame([{"innocent_base": f"infringing (rho={chosen['shadow_rho']:g})", "models": len(infringing),
+                                 "mean_conf": infringing.conf.mean(),
+                                 "called_infringing": float((infringing.conf > chosen["conf_threshold"]).mean())}]),
+                  innocents_by_lineage(zoo, confs, chosen["conf_threshold"])]
+        rows.append(pd.concat(groups, ignore_index=True).rename(columns={"innocent_base": "shadow_models"})
+                    .assign(reference_bases=mode, delta0=chosen["delta0"], conf_threshold=chosen["conf_threshold"],
+                            preset_choice=mode == zoo.p.attribution.reference_bases))
+    return pd.concat(rows, ignore_index=True)

@@ -20,6 +20,11 @@ class Attribution(Section):
     # data for what the source draws, as extraction attacks match generations to the training set; Baseline 2's
     # random keys then name the matched image too, which can only favour the baseline)
     training_match: str = setting("first", choice("first", "nearest"))
+    # what key selection (and the discriminator's d_reference) discounts: the generations of the suspect base only
+    # ("suspect", the paper's reference), or of every public base ("every"): a prompt that any public model already
+    # answers with the key image says nothing about training data, and an innocent fine-tune of the source's own base
+    # inherits what that base draws
+    reference_bases: str = setting("suspect", choice("suspect", "every"))
 
     def validate(self):
         self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")

@@ -77,30 +77,58 @@ class AttributionZoo(SuspectZoo):
         picks = rng.permutation(np.sort(first))[:self.p.attribution.key_candidates]
         return pool.subset(np.sort(picks))
 
-    def candidate_probe(self, source: str) -> CandidateProbe:
-        """The source's and the reference model's generations for every candidate prompt (cached)."""
+    def probe_config(self, source: str, reference_bases: str | None = None) -> dict:
+        p = self.p
+        references = self.reference_bases(source, reference_bases)
+        return {"kind": "probe", "v": CODE_VERSION["probe"], "candidates": self.candidates_config(source),
+                "source": config_hash(self.source_config(source)), "reference": config_hash(self.base_config(references[0])),
+                "seeds": p.attribution.probe_seeds, "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale],
+                "seed": derive_seed(p.seed, "probe", source),
+                **levers_on(training_match=p.attribution.training_match if p.attribution.training_match != "first" else None,
+                            other_references=[config_hash(self.base_config(b)) for b in references[1:]])}
+
+    def candidate_probe(self, source: str, reference_bases: str | None = None) -> CandidateProbe:
+        """The source's and the reference models' generations for every candidate prompt (cached).
+
+        ``reference_bases`` overrides the preset's ("suspect" or "every"); the suspect-base-only probe is read out of
+        a cached every-base probe when there is one (its first images are the same generations).
+        """
         p, seeds = self.p, self.p.attribution.probe_seeds
-        reference = self.suspect_base(source)
-        config = {"kind": "probe", "v": CODE_VERSION["probe"], "candidates": self.candidates_config(source),
-                  "source": config_hash(self.source_config(source)), "reference": config_hash(self.base_config(reference)),
-                  "seeds": seeds, "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale],
-                  "seed": derive_seed(p.seed, "probe", source),
-                  **levers_on(training_match=p.attribution.training_match if p.attribution.training_match != "first" else None)}
+        references = self.reference_bases(source, reference_bases)
+        config = self.probe_config(source, reference_bases)
+        if len(references) == 1 and len(self.p.models.base_names) > 1 and not self.store.exists("probe", config):
+            every = self.probe_config(source, "every")
+            if self.store.exists("probe", every):
+                wide = CandidateProbe.load(self.store.path("probe", every))
+                return CandidateProbe(wide.prompts, wide.source_images, wide.reference_images[:, :seeds],
+                                      wide.training_images)
 
         def build(tmp: Path):
             candidates = self.key_candidates(source)
             shape = (len(candidates), seeds, p.world.resolution, p.world.resolution, 3)
-            images = {}
-            for role, location in (("source", self.source_location(source)), ("reference", self.base_location(reference))):
-                images[role] = self.generate(self.load(location), candidates.captions, seed=config["seed"],
-                                             images_per_prompt=seeds, desc=f"key candidates: {source} ({role})"
-                                             ).images.reshape(shape)
+            roles = [("source", self.source_location(source))] + [(f"reference {b}", self.base_location(b)) for b in references]
+            images = {role: self.generate(self.load(location), candidates.captions, seed=config["seed"],
+                                          images_per_prompt=seeds, desc=f"key candidates: {source} ({role})"
+                                          ).images.reshape(shape) for role, location in roles}
+            # every reference base's generations side by side: distances to "the reference" are minima over all of them
+            reference = np.concatenate([images[f"reference {b}"] for b in references], axis=1)
             training = candidates.images if self.has_known_training_set(source) else None
             if training is not None and p.attribution.training_match == "nearest":
                 training = nearest_training_images(images["source"], candidates.captions, self.training_set(source))
-            CandidateProbe(candidates.captions, images["source"], images["reference"], training).save(tmp)
+            CandidateProbe(candidates.captions, images["source"], reference, training).save(tmp)
 
         return CandidateProbe.load(self.store.get_or_build("probe", config, build))
+
+    def reference_bases(self, source: str, mode: str | None = None) -> list[str]:
+        """The public bases whose generations key selection discounts: the suspect base first, then (with
+        ``reference_bases="every"``, the preset's unless ``mode`` is given) every other base."""
+        mode = mode or self.p.attribution.reference_bases
+        if mode not in ("suspect", "every"):
+            raise ParameterError("reference_bases", "'suspect' or 'every'", mode)
+        first = self.suspect_base(source)
+        if mode == "suspect":
+            return [first]
+        return [first] + [b for b in self.p.models.base_names if b != first]
 
     # ---- the suspects' answers ------------------------------------------------------------------
     def answers_config(self, spec: SuspectSpec, prompts_of: str | None = None) -> dict:
