@@ -1,12 +1,6 @@
-import os
 from pathlib import Path
 
 import pytest
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # two workers share two cores: idle OpenMP threads sleep instead of spinning (thread counts, and so every
-    # number, are unchanged); notebook kernels inherit it
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)

@@ -198,7 +198,6 @@ def test_notebooks_exist_and_have_one_parameters_cell():
         assert all(not c.get("outputs") for c in cells if c.cell_type == "code"), f"{nb.name}: commit notebooks without outputs"
 
 
-@pytest.mark.xdist_group("smoke-chain")  # one worker runs the chain in order, in one results folder
 @pytest.mark.parametrize("number", sorted(PINNED))
 def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_runs, monkeypatch):
     run_through("smoke", number, smoke_runs, monkeypatch)
@@ -208,7 +207,6 @@ def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_runs, 
         assert measured[name] == pytest.approx(expected, **PIN), f"notebook {number}: {name}"
 
 
-@pytest.mark.xdist_group("rehearsal-chain")
 @pytest.mark.parametrize("number", sorted(PINNED))
 def test_notebook_runs_the_paper_scale_path_at_the_rehearsal(number, smoke_runs, monkeypatch):
     run_through("sd-rehearsal", number, smoke_runs, monkeypatch)
