@@ -168,14 +168,21 @@ def headless_logging(enabled: bool):
         logger.propagate = previous[1]
 
 
+DIRECTORY_VARIABLES = ("PROVLIB_CACHE_DIR", "PROVLIB_RESULTS_DIR", "PROVLIB_FIGURES_DIR")
+
+
 @contextlib.contextmanager
 def redirected_outputs(output_dir: Path | None):
-    """With ``--output-dir``, results and figures go to ``<dir>/results`` and ``<dir>/figures``."""
-    if output_dir is None:
-        yield
-        return
-    with environment(PROVLIB_RESULTS_DIR=str(Path(output_dir) / "results"),
-                     PROVLIB_FIGURES_DIR=str(Path(output_dir) / "figures")):
+    """With ``--output-dir``, results and figures go to ``<dir>/results`` and ``<dir>/figures``.
+
+    Every directory the kernels read from the environment is made absolute here: a kernel runs in ``notebooks/``, so
+    a relative ``PROVLIB_CACHE_DIR=data/cache/x`` would otherwise name an empty cache under ``notebooks/``.
+    """
+    values = {var: str(Path(os.environ[var]).resolve()) for var in DIRECTORY_VARIABLES if os.environ.get(var)}
+    if output_dir is not None:
+        values.update(PROVLIB_RESULTS_DIR=str(Path(output_dir).resolve() / "results"),
+                      PROVLIB_FIGURES_DIR=str(Path(output_dir).resolve() / "figures"))
+    with environment(**values):
         yield
 
 

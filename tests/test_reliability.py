@@ -2,6 +2,7 @@
 inputs are keyed by content, non-default presets never write the committed results, headless runs show progress,
 bad inputs name the parameter, fan-outs reach a Dask cluster with the same results."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,18 @@ def test_non_default_presets_write_under_outputs(tmp_path, monkeypatch):
     from provlib.core.results import write_table
     written = write_table(pd.DataFrame({"x": [1]}), "probe", load_preset("smoke"), "01_source_models")
     assert Path(written).parent == tmp_path / "outputs" / "smoke" / "results"
+
+
+def test_relative_directories_reach_the_kernels_as_absolute_paths(tmp_path, monkeypatch):
+    # kernels run in notebooks/: a relative cache path must not name an empty cache there
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROVLIB_CACHE_DIR", "data/cache/x")
+    monkeypatch.delenv("PROVLIB_FIGURES_DIR", raising=False)
+    with cli.redirected_outputs(Path("out")):
+        assert os.environ["PROVLIB_CACHE_DIR"] == str(tmp_path / "data" / "cache" / "x")
+        assert os.environ["PROVLIB_RESULTS_DIR"] == str(tmp_path / "out" / "results")
+        assert os.environ["PROVLIB_FIGURES_DIR"] == str(tmp_path / "out" / "figures")
+    assert os.environ["PROVLIB_CACHE_DIR"] == "data/cache/x" and "PROVLIB_FIGURES_DIR" not in os.environ
 
 
 def test_readme_examples_never_write_tracked_files():

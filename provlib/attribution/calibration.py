@@ -179,19 +179,25 @@ def innocents_by_lineage(zoo, confs: pd.DataFrame, conf_threshold: float) -> pd.
                  called_infringing=("conf", lambda c: float((c > conf_threshold).mean()))).reset_index())
 
 
-def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", **calibrate_options) -> pd.DataFrame:
+def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", rule: str = "max_gap",
+                            innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1) -> pd.DataFrame:
     """Key selection with the suspect base as the only reference against every public base, judged on shadow models
     only: for each choice, δ0 and the conf level calibrated as ``calibrate`` does, then the shadows' mean conf and
     the share called infringing, for the infringing shadows δ0 is chosen on and for innocents of each lineage."""
-    shadow = [s for s in specs if s.split == "shadow"]
+    shadow_rho = _shadow_rho([s.rho for s in specs if s.split == "shadow"], rule)
+    shadow = [s for s in specs if s.split == "shadow" and s.rho in (0.0, shadow_rho)]
+    if not shadow:
+        raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
     rows = []
     for mode in ("suspect", "every"):
-        keys = {source: key_sets(zoo, source, space, strategies=(strategy,), reference_bases=mode)
+        keys = {source: {strategy: key_sets(zoo, source, space, strategies=(strategy,), reference_bases=mode)[strategy]}
                 for source in zoo.p.source_names}
-        chosen = calibrate(zoo, shadow, keys, space, strategy=strategy, **calibrate_options)
-        confs = model_confs(key_distances(zoo, shadow, keys, space, desc=f"shadows, reference {mode}"), chosen["delta0"])
-        infringing = confs[confs.rho == chosen["shadow_rho"]]
-        groups = [pd.DataFrame([{"innocent_base": f"infringing (rho={chosen['shadow_rho']:g})", "models": len(infringing),
+        # one pass over the shadows' answers serves both the calibration and the conf table
+        distances = key_distances(zoo, shadow, keys, space, desc=f"shadows, reference {mode}")
+        chosen = _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
+        confs = model_confs(distances, chosen["delta0"])
+        infringing = confs[confs.rho == shadow_rho]
+        groups = [pd.DataFrame([{"innocent_base": f"infringing (rho={shadow_rho:g})", "models": len(infringing),
                                  "mean_conf": infringing.conf.mean(),
                                  "called_infringing": float((infringing.conf > chosen["conf_threshold"]).mean())}]),
                   innocents_by_lineage(zoo, confs, chosen["conf_threshold"])]
