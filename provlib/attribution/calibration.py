@@ -71,14 +71,20 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
     models through; ``shadow_rho`` names the infringing shadows δ0 was chosen on. ``queries`` limits every key to
     the suspect's first answers (the query budget), as ``key_distances``.
     """
-    shadow = [s for s in specs if s.split == "shadow"]
-    if not shadow:
-        raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
+    shadow = _shadow_models(specs)
     shadow_rho = _shadow_rho([s.rho for s in shadow], rule)
     chosen = [s for s in shadow if s.rho in (0.0, shadow_rho)]
     distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
                               space, desc=f"shadow distances ({space.name})", queries=queries)
     return _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
+
+
+def _shadow_models(specs) -> list:
+    """The shadow models among ``specs``; calibration reads nothing else."""
+    shadow = [s for s in specs if s.split == "shadow"]
+    if not shadow:
+        raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
+    return shadow
 
 
 def _shadow_rho(shadow_rhos, rule: str) -> float:
@@ -184,13 +190,12 @@ def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", rul
     """Key selection with the suspect base as the only reference against every public base, judged on shadow models
     only: for each choice, δ0 and the conf level calibrated as ``calibrate`` does, then the shadows' mean conf and
     the share called infringing, for the infringing shadows δ0 is chosen on and for innocents of each lineage."""
-    shadow_rho = _shadow_rho([s.rho for s in specs if s.split == "shadow"], rule)
-    shadow = [s for s in specs if s.split == "shadow" and s.rho in (0.0, shadow_rho)]
-    if not shadow:
-        raise ParameterError("specs", "at least one shadow model (split == 'shadow')", [s.model_id for s in specs])
+    shadow = _shadow_models(specs)
+    shadow_rho = _shadow_rho([s.rho for s in shadow], rule)
+    shadow = [s for s in shadow if s.rho in (0.0, shadow_rho)]
     rows = []
     for mode in ("suspect", "every"):
-        keys = {source: {strategy: key_sets(zoo, source, space, strategies=(strategy,), reference_bases=mode)[strategy]}
+        keys = {source: key_sets(zoo, source, space, strategies=(strategy,), reference_bases=mode)
                 for source in zoo.p.source_names}
         # one pass over the shadows' answers serves both the calibration and the conf table
         distances = key_distances(zoo, shadow, keys, space, desc=f"shadows, reference {mode}")
