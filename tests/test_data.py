@@ -112,3 +112,22 @@ def test_vae_downsampling_sets_the_latent_size():
         assert latent.shape[-2:] == (side, side)
     with pytest.raises(ParameterError, match="vae_downsampling"):
         models.build_tiny_vae(32, downsampling=2)
+
+
+def test_autoencoder_levers_set_its_shape_and_enter_its_key_only_when_moved(tmp_path):
+    import torch
+
+    from provlib.core import models
+    from provlib.core.zoo import Zoo
+    from provlib.presets import load_preset
+    vae = models.build_tiny_vae(32, latent_channels=16, downsampling=8, widths=models.vae_widths(24))
+    with torch.no_grad():
+        assert vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean.shape[1] == 16
+    assert vae.config.block_out_channels[0] == 24
+    key = Zoo(load_preset("smoke"), tmp_path, show_progress=False).vae_config()
+    # the defaults leave the key (and every cached artifact built on it) as it was before the levers existed
+    assert "latent_channels" not in key and "width" not in key
+    moved = Zoo(load_preset("smoke", vae_latent_channels=16, vae_width=32), tmp_path, show_progress=False).vae_config()
+    assert moved["latent_channels"] == 16 and moved["width"] == 32
+    with pytest.raises(ParameterError, match="vae_width"):
+        load_preset("smoke", vae_width=12)

@@ -22,7 +22,8 @@ PIN = dict(rel=1e-4, abs=1e-6)
 
 CONTRACTS = {
     "01": {"source_models": {"source", "paper_analogue", "final_loss"}, "source_memorization": {"source", "group", "copy_rate"},
-           "source_copy_curve": {"source", "step", "copy_rate", "gu_memorized_rate", "d_own", "same_caption_real_spread"}},
+           "source_copy_curve": {"source", "step", "copy_rate", "gu_memorized_rate", "d_own", "same_caption_real_spread",
+                                 "autoencoder_floor"}},
     "02": {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}},
     "03": {"delta0": {"feature_space", "delta0", "conf_false_positive_rate"}, "delta0_table2": {"feature_space", "model", "mean"},
            "key_samples": {"prompt", "source", "strategy", "feature_space"},

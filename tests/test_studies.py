@@ -170,3 +170,29 @@ def test_copy_measures_tell_a_copy_of_the_own_image_from_a_picture_of_the_captio
     assert frame.loc["a", "d_own"] == 0.0 and frame.loc["b", "d_same_caption_real"] == 0.0
     assert frame.gu_memorized.to_dict() == {"a": True, "b": False}
     assert same_caption_spread(real) > 0.2  # two random images with caption b
+
+
+def test_autoencoder_floor_is_zero_for_a_lossless_autoencoder_and_grows_with_its_loss():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from provlib.attribution.memorization import autoencoder_floor
+
+    class Rounding(torch.nn.Module):
+        """encode -> decode keeps the image, blurred by ``blur`` (a stand-in for a lossy autoencoder)."""
+        def __init__(self, blur: float):
+            super().__init__()
+            self.blur, self.device, self.dtype = blur, torch.device("cpu"), torch.float32
+
+        def encode(self, x):
+            return SimpleNamespace(latent_dist=SimpleNamespace(mean=x, std=torch.zeros_like(x)))
+
+        def decode(self, z):
+            return SimpleNamespace(sample=(1 - self.blur) * z + self.blur * z.mean(dim=(2, 3), keepdim=True))
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    lossless = autoencoder_floor(Rounding(0.0), images)
+    assert lossless.shape == (6,) and np.allclose(lossless, 0, atol=0.003)  # uint8 rounding only
+    assert (autoencoder_floor(Rounding(0.5), images) > autoencoder_floor(Rounding(0.2), images) + 0.02).all()

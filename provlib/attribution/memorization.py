@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from provlib.attribution.distance import (
     PixelSpace,
@@ -16,6 +17,7 @@ from provlib.attribution.distance import (
     pairwise_pixel_distance,
 )
 from provlib.core.store import derive_seed
+from provlib.core.train import encode_latents
 from provlib.core.zoo import Zoo
 
 
@@ -108,3 +110,18 @@ def _indices_by_caption(captions: list[str]) -> dict[str, list[int]]:
     for i, caption in enumerate(captions):
         groups.setdefault(caption, []).append(i)
     return groups
+
+
+@torch.no_grad()
+def autoencoder_reconstructions(vae, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Each image encoded to its posterior mean and decoded again (uint8, as the images)."""
+    means, _ = encode_latents(vae, images, batch_size)
+    decoded = [vae.decode(means[i:i + batch_size].to(vae.device, vae.dtype)).sample.float().clamp(-1, 1).cpu()
+               for i in range(0, len(means), batch_size)]
+    return ((torch.cat(decoded).permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+
+
+def autoencoder_floor(vae, images: np.ndarray) -> np.ndarray:
+    """Each image's distance to its own reconstruction: a generation is a decoded latent, so no source can come
+    nearer a training image than this, however exactly it memorized it (tools/pilot_autoencoder.py)."""
+    return np.diag(pairwise_pixel_distance(autoencoder_reconstructions(vae, images), images))

@@ -232,6 +232,10 @@ class Models(Section):
     allow_download: bool = setting(False, boolean)        # hub ids are only fetched when this is True
     vae_steps: int = setting(1500, positive_int)
     vae_downsampling: int = setting(4, lambda v: None if v in (4, 8) and not isinstance(v, bool) else "4 or 8")
+    # the autoencoder's latent channels and first-block width: its reconstruction error is the floor under a source's
+    # distance to its own training images (tools/pilot_autoencoder.py)
+    vae_latent_channels: int = setting(8, positive_int)
+    vae_width: int = setting(16, lambda v: None if not positive_int(v) and v % 8 == 0 else "a positive multiple of 8")
     pretrain: Recipe = field(default_factory=lambda: Recipe(2500, 32, 6e-4))
     source: Recipe = field(default_factory=lambda: Recipe(2500, 16, 6e-4))
     # fine-tune the text encoder with the UNet (DreamBooth's train_text_encoder): a memorization lever

@@ -28,6 +28,12 @@ SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 MAX_CAPTION_TOKENS = 24
 LATENT_CHANNELS = 8
 
+
+def vae_widths(first: int) -> tuple[int, ...]:
+    """The autoencoder's block widths for a first block of ``first`` channels (the default: 16)."""
+    return (first, 2 * first, 2 * first, 2 * first)
+
+
 # The two "pre-trained" families differ in size and text encoder, as SD-v1 (CLIP ViT-L) and
 # SD-v2 (OpenCLIP ViT-H) do; seeds differ too.
 TINY_ARCHITECTURES = {
@@ -50,13 +56,14 @@ def build_word_tokenizer(vocabulary: list[str], max_length: int = MAX_CAPTION_TO
                                    pad_token="<pad>", unk_token="<unk>", model_max_length=max_length)
 
 
-def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT_CHANNELS, downsampling: int = 4
-                   ) -> AutoencoderKL:
-    """A KL autoencoder with 8 latent channels that downsamples ``downsampling`` (4 or 8) times.
+def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT_CHANNELS, downsampling: int = 4,
+                   widths: tuple[int, ...] = vae_widths(16)) -> AutoencoderKL:
+    """A KL autoencoder with ``latent_channels`` (default 8) that downsamples ``downsampling`` (4 or 8) times.
 
     SD's VAE downsamples 8x into 4 channels. At 32 px, 4x keeps an 8x8 latent (fine detail legible); 8x, as SD
     does, leaves a 4x4 latent: coarse content only, but a quarter of the UNet's work and of the dimensions a model
     must fit to memorize an image. 8 channels keep faces and textures legible (measured on the workbook's scenes).
+    Its reconstruction error bounds how closely any generation can copy an image (``tools/pilot_autoencoder.py``).
     """
     if downsampling not in (4, 8):
         raise ParameterError("vae_downsampling", "4 or 8", downsampling)
@@ -65,7 +72,7 @@ def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=latent_channels, sample_size=resolution, layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
-        block_out_channels=(16, 32, 32, 32)[:blocks], norm_num_groups=8,
+        block_out_channels=tuple(widths)[:blocks], norm_num_groups=8,
     )
 
 

@@ -125,8 +125,10 @@ class Zoo:
     def vae_config(self) -> dict:
         config = {"kind": "vae", "v": CODE_VERSION["vae"], "steps": self.p.models.vae_steps, "seed": self.p.seed,
                   "data": config_hash(self.dataset_config("generic", "private"))}
-        downsampling = self.p.models.vae_downsampling
-        return {**config, **levers_on(downsampling=downsampling if downsampling != 4 else None)}
+        m = self.p.models
+        return {**config, **levers_on(downsampling=m.vae_downsampling if m.vae_downsampling != 4 else None,
+                                      latent_channels=m.vae_latent_channels if m.vae_latent_channels != 8 else None,
+                                      width=m.vae_width if m.vae_width != 16 else None)}
 
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain
@@ -165,8 +167,9 @@ class Zoo:
         config = self.vae_config()
 
         def build(tmp: Path):
-            vae = models.build_tiny_vae(self.p.world.resolution, seed=self.p.seed,
-                                        downsampling=self.p.models.vae_downsampling)
+            m = self.p.models
+            vae = models.build_tiny_vae(self.p.world.resolution, seed=self.p.seed, downsampling=m.vae_downsampling,
+                                        latent_channels=m.vae_latent_channels, widths=models.vae_widths(m.vae_width))
             train_vae(vae, self.dataset("generic", "private").images, steps=self.p.models.vae_steps, batch_size=32,
                       lr=2e-3, seed=self.p.seed, show_progress=self.show_progress)
             vae.save_pretrained(tmp, safe_serialization=True)
