@@ -123,12 +123,11 @@ class Zoo:
 
     # ---- models -------------------------------------------------------------------------------
     def vae_config(self) -> dict:
-        config = {"kind": "vae", "v": CODE_VERSION["vae"], "steps": self.p.models.vae_steps, "seed": self.p.seed,
-                  "data": config_hash(self.dataset_config("generic", "private"))}
         m = self.p.models
-        return {**config, **levers_on(downsampling=m.vae_downsampling if m.vae_downsampling != 4 else None,
-                                      latent_channels=m.vae_latent_channels if m.vae_latent_channels != 8 else None,
-                                      width=m.vae_width if m.vae_width != 16 else None)}
+        shape = {"downsampling": (m.vae_downsampling, 4), "latent_channels": (m.vae_latent_channels, 8), "width": (m.vae_width, 16)}
+        return {"kind": "vae", "v": CODE_VERSION["vae"], "steps": m.vae_steps, "seed": self.p.seed,
+                "data": config_hash(self.dataset_config("generic", "private")),
+                **{k: v for k, (v, default) in shape.items() if v != default}}  # a default stays out of the key
 
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain
