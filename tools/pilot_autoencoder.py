@@ -7,7 +7,8 @@ autoencoder's reconstruction error of that image. Each variant (downsampling 4 o
 first block, training steps) is trained as ``Zoo.vae`` trains the workbook's (the generic pre-training images, batch
 32, lr 2e-3, the preset's seed) and scored on the faces and scenes private images by the pixel distance of
 ``provlib.attribution.distance`` (the copy curve's): mean and share under 0.1, beside the same-caption real spread.
-Writes ``autoencoder_pilot.csv`` (one row per variant and domain) with the training time.
+Writes ``autoencoder_pilot.csv`` (one row per variant and domain) with the seconds ``Zoo.vae`` took (only a load when
+the variant was already in the cache).
 """
 from __future__ import annotations
 
@@ -17,15 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.attribution.memorization import autoencoder_floor, same_caption_spread  # noqa: E402
-from provlib.core.models import build_tiny_vae, vae_widths  # noqa: E402
 from provlib.core.results import write_table  # noqa: E402
-from provlib.core.train import train_vae  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
@@ -44,21 +42,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     preset = load_preset(args.preset)
     zoo = Zoo(preset, show_progress=False)
-    generic = zoo.dataset("generic", "private").images
     domains = {d: (zoo.dataset(d, "private"), zoo.dataset(d, "real")) for d in preset.world.source_domains}
     rows = []
     for variant in args.variant or DEFAULT_VARIANTS:
-        name, down, channels, width, steps = variant.split(":")
-        widths = vae_widths(int(width))
-        vae = build_tiny_vae(preset.world.resolution, seed=preset.seed, latent_channels=int(channels),
-                             downsampling=int(down), widths=widths)
+        name, down, channels, width, steps = (int(v) if i else v for i, v in enumerate(variant.split(":")))
+        # the workbook's own autoencoder recipe (Zoo.vae) with the variant's shape: cached like the workbook's
+        variant_zoo = Zoo(preset.replace(vae_downsampling=down, vae_latent_channels=channels, vae_width=width,
+                                         vae_steps=steps), show_progress=False)
         start = time.perf_counter()
-        train_vae(vae, generic, steps=int(steps), batch_size=32, lr=2e-3, seed=preset.seed, show_progress=False)
+        vae = variant_zoo.vae()
         seconds = time.perf_counter() - start
         for domain, (private, real) in domains.items():
             d = autoencoder_floor(vae, private.images)
-            rows.append({"variant": name, "downsampling": int(down), "latent_channels": int(channels), "widths": str(widths),
-                         "steps": int(steps), "domain": domain, "reconstruction_distance": float(d.mean()),
+            rows.append({"variant": name, "downsampling": down, "latent_channels": channels,
+                         "widths": str(tuple(vae.config.block_out_channels)), "steps": steps, "domain": domain,
+                         "reconstruction_distance": float(d.mean()),
                          "within_0.1": float((d < 0.1).mean()), "same_caption_real_spread": same_caption_spread(real),
                          "train_seconds": seconds, "threads": torch.get_num_threads()})
             print(rows[-1], flush=True)

@@ -14,6 +14,7 @@ from diffusers import AutoencoderKL
 
 from provlib.core import data as data_mod
 from provlib.core import models, scenes
+from provlib.core.config import Models
 from provlib.core.copy_curve import copy_curve_config, copy_curve_recorder
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
@@ -123,11 +124,10 @@ class Zoo:
 
     # ---- models -------------------------------------------------------------------------------
     def vae_config(self) -> dict:
-        m = self.p.models
-        shape = {"downsampling": (m.vae_downsampling, 4), "latent_channels": (m.vae_latent_channels, 8), "width": (m.vae_width, 16)}
+        m, shape = self.p.models, {"downsampling": "vae_downsampling", "latent_channels": "vae_latent_channels", "width": "vae_width"}
         return {"kind": "vae", "v": CODE_VERSION["vae"], "steps": m.vae_steps, "seed": self.p.seed,
-                "data": config_hash(self.dataset_config("generic", "private")),
-                **{k: v for k, (v, default) in shape.items() if v != default}}  # a default stays out of the key
+                "data": config_hash(self.dataset_config("generic", "private")),  # a default shape stays out of the key
+                **{k: getattr(m, f) for k, f in shape.items() if getattr(m, f) != getattr(Models(), f)}}
 
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain
