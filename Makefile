@@ -8,7 +8,7 @@ PRESET ?= cpu
 TORCH_SPEC ?= torch==2.13.0
 CONSTRAINTS ?= -c constraints/cpu.txt
 
-.PHONY: env workbook test clean-cache lab
+.PHONY: env workbook test clean-cache lab lock
 
 env: $(VENV)/.installed
 
@@ -31,3 +31,8 @@ lab: env
 
 clean-cache:
 	rm -rf data/cache outputs
+
+# re-lock constraints/cpu.txt to what the environment holds now (then re-pin tests/test_notebooks.py's smoke values)
+lock: env
+	{ sed -n '/^torch==/q;p' constraints/cpu.txt; echo "$(TORCH_SPEC)"; $(PY) -m pip freeze --exclude-editable | grep -iv '^torch=='; } > constraints/cpu.txt.new
+	mv constraints/cpu.txt.new constraints/cpu.txt
