@@ -46,9 +46,10 @@ CONTRACTS = {
            "watermark_robustness": {"scheme", "strategy", "fraction", "transform", "applied_to", "tpr", "fpr"},
            "watermark_quality": {"scheme", "psnr_db", "ssim"},
            "watermark_scheme_survival": {"scheme", "stage", "image_bit_accuracy", "pooled_matches"}},
-    "07": {"trainprove_verification": {"defender", "suspect_source", "n_suspects", "verified_fraction"},
-           "trainprove_verdicts": {"model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
-           "trainprove_by_test_size": {"n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"}},
+    "07": {"trainprove_verification": {"rule", "defender", "suspect_source", "n_suspects", "verified_fraction"},
+           "trainprove_verdicts": {"rule", "model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
+           "trainprove_rules": {"rule", "accuracy", "tpr", "fpr", "pairs"},
+           "trainprove_by_test_size": {"rule", "n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"}},
 }
 FIGURES = {
     "01": ["01_datasets", "01_memorization", "01_memorized_examples", "01_copy_curve"],
@@ -58,7 +59,8 @@ FIGURES = {
     "05": ["05_roc", "05_accuracy_vs_rho", "05_source_confusion"],
     "06": ["06_marked_examples", "06_conf_vs_rho_three_methods", "06_detection_vs_fraction", "06_fine_tune_generations",
            "06_leak_tracing", "06_robustness"],
-    "07": ["07_generator_samples", "07_accuracy_profile", "07_verification_matrix", "07_pvalues_and_gap", "07_test_size"],
+    "07": ["07_generator_samples", "07_accuracy_profile", "07_verification_matrix", "07_rules_compared", "07_pvalues_and_gap",
+           "07_test_size"],
 }
 
 
@@ -97,7 +99,8 @@ def pinned_06():
 
 
 def pinned_07():
-    return {"TrainProVe mean p-value": table("trainprove_verdicts").p_value.mean(),
+    p_values = table("trainprove_verdicts").groupby("rule").p_value.mean()
+    return {"Fisher rule mean p-value": p_values["fisher"], "TrainProVe-Ent mean p-value": p_values["grubbs-ent"],
             "suspect accuracy": table("trainprove_accuracies").accuracy.mean()}
 
 
@@ -108,7 +111,7 @@ EXPECTED = {  # re-pinned on the locked environment of constraints/cpu.txt (same
     "04": {"strategy 1+2 mean conf": 0.180556},
     "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
     "06": {"dataset watermark bit accuracy": 0.497559, "Baseline 1 score": -0.00326},
-    "07": {"TrainProVe mean p-value": 0.649612, "suspect accuracy": 0.166667},
+    "07": {"Fisher rule mean p-value": 0.649612, "TrainProVe-Ent mean p-value": 0.888889, "suspect accuracy": 0.166667},
 }
 PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07}
 
@@ -166,6 +169,8 @@ def extra_checks_07():
     assert set(verification.defender) == {"sd14", "lcm", "pixart", "cascade"} and "real" in set(verification.suspect_source)
     assert verification.n_suspects.sum() == len(verdicts) and verification.verified_fraction.between(0, 1).all()
     assert verdicts.p_value.between(0, 1).all() and set(verdicts.trained_on_defender) == {True, False}
+    assert set(verdicts.rule) == {"grubbs", "grubbs-ent", "grubbs-sim", "fisher"}
+    assert verdicts.groupby("rule").size().nunique() == 1  # every rule decides the same pairs
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,9 @@ def test_trainprove_summary_splits_pairs_by_ground_truth():
     specs = [ClassifierSpec("on_a", "a", 0, "suspect"), ClassifierSpec("on_real", "real", 1, "suspect")]
     strong, weak = np.r_[np.ones(45, bool), np.zeros(5, bool)], np.r_[np.ones(20, bool), np.zeros(30, bool)]
     correct = {"on_a": {"a": strong, "b": weak, "c": weak}, "on_real": {"a": weak, "b": weak, "c": weak}}
-    verdicts = verdict_table(specs, correct, ["a", "b"], alpha=0.05)
+    labels = {g: np.zeros(50, int) for g in "abc"}
+    answers = {mid: {g: np.where(hits, 0, 1) for g, hits in per_gen.items()} for mid, per_gen in correct.items()}
+    verdicts = verdict_table(specs, answers, labels, ["a", "b"], alpha=0.05, rules=["fisher"])
     stats = trainprove_summary(verdicts)
     assert (stats["n_positive"], stats["n_negative"]) == (1, 3)
     assert stats["tpr"] == 1.0 and stats["fpr"] == 0.0 and stats["accuracy"] == 1.0

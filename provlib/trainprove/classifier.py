@@ -1,6 +1,7 @@
 """The task model of TrainProVe: a small CNN image classifier, the same code for shadow and suspect models.
 
-The defender only ever calls ``predict`` on a suspect (black box: labels out, nothing else).
+The defender calls ``predict`` on a label-only suspect (labels out, nothing else) and ``logits`` where the suspect
+returns its output vector (what TrainProVe-Ent and -Sim need).
 """
 from __future__ import annotations
 
@@ -70,10 +71,15 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, n_classes: int, *, 
 
 
 @torch.no_grad()
-def predict(model: SmallCNN, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Predicted class indices: the only thing the defender sees of a suspect."""
+def logits(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The classifier's output vectors [images, classes] (float32)."""
     x = images_to_tensor(images)
-    return np.concatenate([model(x[i:i + batch_size]).argmax(1).numpy() for i in range(0, len(x), batch_size)])
+    return np.concatenate([model(x[i:i + batch_size]).float().numpy() for i in range(0, len(x), batch_size)])
+
+
+def predict(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Predicted class indices: all a label-only suspect shows the defender."""
+    return logits(model, images, batch_size).argmax(1)
 
 
 def save_classifier(model: SmallCNN, directory: Path, extra: dict | None = None) -> None:

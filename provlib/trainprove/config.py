@@ -6,6 +6,8 @@ from pathlib import Path
 
 from provlib.core.config import (
     Section,
+    at_least_int,
+    choice,
     mapping,
     names,
     positive_int,
@@ -45,11 +47,18 @@ class TrainProVe(Section):
     test_per_class: int = setting(50, positive_int)    # the defender's fresh test images per class and generator
     suspect_seeds: int = setting(4, positive_int)      # suspects per training source
     classifier_epochs: int = setting(20, positive_int)
-    alpha: float = setting(0.05, probability_open)     # significance level of the one-sided test
+    alpha: float = setting(0.05, probability_open)     # significance level of every rule's one-sided test
+    # the published Grubbs decision: the defender's fresh images split into this many batches give the shadow's
+    # reference sample, and the Student-t quantile is taken at 1 - alpha/(2n) ("published", the authors' code) or
+    # 1 - alpha/n ("textbook", the one-sided value)
+    grubbs_batches: int = setting(10, at_least_int(3))
+    grubbs_quantile: str = setting("published", choice("published", "textbook"))
 
     def validate(self):
         self.require(self.train_per_class <= self.pool_per_class, "train_per_class",
                      f"at most pool_per_class={self.pool_per_class}")
+        self.require(self.grubbs_batches <= self.test_per_class * len(self.classes), "grubbs_batches",
+                     f"at most the defender's test images per generator ({self.test_per_class * len(self.classes)})")
 
 
 def check_trainprove_inputs(preset) -> None:

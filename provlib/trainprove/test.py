@@ -1,15 +1,13 @@
-"""TrainProVe's decision: was a suspect classifier trained on images from the defender's generator G?
+"""TrainProVe's reference-based rule, kept beside the published Grubbs decision (``provlib.trainprove.grubbs``).
 
 Rationale (generalization error bound): a model generalizes best to the distribution it was trained on, so
 a classifier trained on G's images is more accurate on fresh G images than on images of other generators.
 
-The test (our choice where the paper's statistic is open, see ``method-notes.md`` §2): for every reference
+This rule needs reference generators, which the published test (arXiv 2503.09122) does not: for every reference
 generator G_j, a one-sided Fisher exact test of H0 "accuracy on G's images <= accuracy on G_j's images"
 (``scipy.stats.fisher_exact``, alternative='greater'), on the suspect's correct / wrong counts. The suspect is
 verified when *every* reference is beaten, i.e. the largest of the per-reference p-values is below alpha
-(an intersection-union test, which needs no multiplicity correction). The paper's own one-sided Grubbs
-outlier test is not used: with the defender's and 2-3 references' accuracies it has 3-4 values, and a
-Grubbs statistic of n values can never exceed (n-1)/sqrt(n), too close to its critical value to ever reject.
+(an intersection-union test, which needs no multiplicity correction).
 """
 from __future__ import annotations
 
@@ -22,6 +20,13 @@ from scipy.stats import fisher_exact
 from provlib.core.errors import ParameterError
 
 TEST_NAME = "one-sided Fisher exact test per reference, intersection-union (max p)"
+
+
+def per_class_indices(labels: np.ndarray, n_per_class: int, seed: int) -> np.ndarray:
+    """Positions of ``n_per_class`` random images of each class (all of a class if it has fewer)."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:n_per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,7 @@ class LabelledImages:
         return LabelledImages(self.images[indices], self.labels[indices])
 
     def per_class_indices(self, n_per_class: int, seed: int) -> np.ndarray:
-        """Positions of ``n_per_class`` random images of each class (all of a class if it has fewer)."""
-        rng = np.random.default_rng(seed)
-        picks = [rng.permutation(np.flatnonzero(self.labels == c))[:n_per_class] for c in np.unique(self.labels)]
-        return np.sort(np.concatenate(picks))
+        return per_class_indices(self.labels, n_per_class, seed)
 
     def per_class_subset(self, n_per_class: int, seed: int) -> "LabelledImages":
         return self.subset(self.per_class_indices(n_per_class, seed))

@@ -1,0 +1,123 @@
+"""TrainProVe's published decision: Grubbs' critical values, its direction per variant, and who supplies each score."""
+import numpy as np
+import pytest
+
+from provlib.core.errors import ParameterError
+from provlib.trainprove.grubbs import (
+    batch_scores,
+    batches,
+    critical_value,
+    grubbs_test,
+    p_value,
+    within_class_similarity,
+)
+from provlib.trainprove.study import GrubbsSetup, summary_by_rule, verdict_table
+from provlib.trainprove.zoo import ClassifierSpec
+
+
+def test_critical_values_match_the_published_and_the_textbook_quantile():
+    assert critical_value(10, 0.05, "published") == pytest.approx(2.290, abs=5e-4)
+    assert critical_value(10, 0.05, "textbook") == pytest.approx(2.176, abs=5e-4)
+    # the largest G that n values allow bounds every critical value
+    assert critical_value(3, 0.05) < 2 / np.sqrt(3)
+
+
+def test_p_value_crosses_alpha_exactly_at_the_critical_value():
+    for quantile in ("published", "textbook"):
+        c = critical_value(12, 0.05, quantile)
+        assert p_value(c * 0.999, 12, quantile) > 0.05 > p_value(c * 1.001, 12, quantile)
+    assert p_value(-1.0, 12) == 1.0
+
+
+shadow = np.array([0.90, 0.93, 0.87, 0.91, 0.89, 0.92, 0.88, 0.90, 0.94, 0.86])
+
+
+def test_a_shadow_like_suspect_is_accepted_and_a_far_one_rejected():
+    like = grubbs_test(shadow, shadow - 0.01, "lower")
+    far = grubbs_test(shadow, shadow - 0.30, "lower")
+    assert like.verified and not far.verified
+    assert far.statistic > far.critical and far.p_value < 0.05 < like.p_value
+    # a suspect more accurate than the shadow is never an outlier on the accuracy rule
+    assert grubbs_test(shadow, np.ones(10), "lower").verified
+
+
+@pytest.mark.parametrize("worse, bad_shift", [("lower", -0.3), ("higher", +0.3)])
+def test_each_direction_rejects_only_its_own_side(worse, bad_shift):
+    assert not grubbs_test(shadow, shadow + bad_shift, worse).verified
+    assert grubbs_test(shadow, shadow - bad_shift, worse).verified  # the flipped comparison must not reject
+
+
+def test_a_constant_shadow_rejects_any_step_to_the_worse_side():
+    flat = np.full(5, 1.0)
+    assert not grubbs_test(flat, flat - 0.01, "lower").verified
+    assert grubbs_test(flat, flat, "lower").verified
+
+
+def test_bad_inputs_name_the_parameter():
+    with pytest.raises(ParameterError, match="tp_grubbs_batches"):
+        critical_value(2)
+    with pytest.raises(ParameterError, match="tp_grubbs_quantile"):
+        critical_value(10, 0.05, "two-sided")
+    with pytest.raises(ParameterError, match="tp_grubbs_batches"):
+        batches(5, 10, seed=0)
+    with pytest.raises(ParameterError, match="suspect_batches"):
+        grubbs_test(shadow, shadow[:5], "lower")
+    with pytest.raises(ParameterError, match="label-only"):
+        batch_scores("grubbs-ent", np.zeros(6, int), np.zeros(6, int), batches(6, 3, seed=0))
+
+
+def test_batches_split_every_image_once_and_are_seeded():
+    split = batches(33, 10, seed=4)
+    assert sorted(np.concatenate(split)) == list(range(33)) and {len(b) for b in split} == {3, 4}
+    assert all((a == b).all() for a, b in zip(split, batches(33, 10, seed=4)))
+
+
+def test_scores_read_the_outputs_they_are_given():
+    labels = np.repeat([0, 1, 2], 4)
+    confident = np.eye(3)[labels] * 8.0
+    split = batches(12, 3, seed=0)
+    assert batch_scores("grubbs", confident, labels, split).tolist() == [1.0, 1.0, 1.0]
+    assert batch_scores("grubbs", labels, labels, split).tolist() == [1.0, 1.0, 1.0]  # labels only
+    uniform = np.zeros((12, 3))
+    assert batch_scores("grubbs-ent", uniform, labels, split) == pytest.approx(np.log(3))
+    assert (batch_scores("grubbs-ent", confident, labels, split) < 0.01).all()
+    assert within_class_similarity(confident, labels) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    assert within_class_similarity(rng.normal(size=(12, 3)), labels) < 0.5
+
+
+def _logits(labels, accuracy, rng, scale=4.0):
+    """Logits whose argmax is right for the first ``accuracy`` share of images."""
+    wrong = (labels + 1) % 3
+    predicted = np.where(np.arange(len(labels)) < accuracy * len(labels), labels, wrong)
+    return np.eye(3)[predicted] * scale + rng.normal(scale=0.3, size=(len(labels), 3))
+
+
+def test_verdicts_score_the_suspect_on_its_own_answers_and_the_shadow_only_as_reference():
+    rng = np.random.default_rng(1)
+    labels = {g: rng.permutation(np.repeat([0, 1, 2], 20)) for g in ("a", "b", "c")}
+    shadow_answers = {g: _logits(y, 0.95, rng) for g, y in labels.items()}
+    answers = {"shadow_a": shadow_answers,
+               "on_a": {g: _logits(y, 0.95 if g == "a" else 0.6, rng) for g, y in labels.items()},
+               "on_b": {g: _logits(y, 0.95 if g == "b" else 0.5, rng) for g, y in labels.items()}}
+    specs = [ClassifierSpec("on_a", "a", 0, "suspect"), ClassifierSpec("on_b", "b", 1, "suspect")]
+    verdicts = verdict_table(specs, answers, labels, ["a"], 0.05, shadows={"a": "shadow_a"},
+                             grubbs=GrubbsSetup(n_batches=6, seed=0))
+    published = verdicts[verdicts.rule == "grubbs"].set_index("model_id")
+    # each suspect's score is its own accuracy on the defender's images, not the shadow's
+    assert published.suspect_score["on_a"] == pytest.approx((answers["on_a"]["a"].argmax(1) == labels["a"]).mean())
+    assert published.suspect_score["on_b"] == pytest.approx((answers["on_b"]["a"].argmax(1) == labels["a"]).mean())
+    assert published.suspect_score["on_b"] != published.shadow_mean["on_b"]
+    assert published.verified["on_a"] and not published.verified["on_b"]
+    assert set(verdicts.rule) == {"grubbs", "grubbs-ent", "grubbs-sim", "fisher"}
+    table = summary_by_rule(verdicts).set_index("rule")
+    assert table.loc["grubbs", "accuracy"] == 1.0 and table.loc["grubbs", "pairs"] == 2
+
+
+def test_grubbs_rules_need_the_shadows():
+    labels = {g: np.repeat([0, 1, 2], 2) for g in ("a", "b", "c")}
+    answers = {"s": {g: np.eye(3)[y] for g, y in labels.items()}}
+    with pytest.raises(ParameterError, match="shadows"):
+        verdict_table([ClassifierSpec("s", "a", 0, "suspect")], answers, labels, ["a"], 0.05)
+    with pytest.raises(ParameterError, match="rules"):
+        verdict_table([ClassifierSpec("s", "a", 0, "suspect")], answers, labels, ["a"], 0.05, rules=["bayes"])
