@@ -5,6 +5,8 @@ import pytest
 from provlib.core.errors import ParameterError
 from provlib.presets import load_preset
 from provlib.trainprove.classifier import (
+    Recipe,
+    draw_recipe,
     load_classifier,
     predict,
     save_classifier,
@@ -123,11 +125,25 @@ def test_object_sizes_restrict_the_world_and_are_validated():
         load_preset("smoke", tp_sizes=[])
 
 
-def test_classifier_learns_a_separable_task_and_round_trips(tmp_path):
+@pytest.mark.parametrize("recipe", [Recipe(), Recipe("resnet", 4e-3, 5e-4, 32, "focal"), Recipe("mlp", 1e-3, 5e-2, 128, "ce")])
+def test_each_classifier_family_learns_a_separable_task_and_round_trips(recipe, tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 40)
     images = np.where(labels[:, None, None, None] == 1, 220, 30).astype(np.uint8) + rng.integers(0, 20, (80, 16, 16, 3)).astype(np.uint8)
-    model, losses = train_classifier(images, labels, 2, epochs=5, seed=0)
+    model, losses = train_classifier(images, labels, 2, epochs=5, seed=0, recipe=recipe)
     assert (predict(model, images) == labels).mean() == 1.0 and losses[-1] < losses[0]
     save_classifier(model, tmp_path)
     assert (predict(load_classifier(tmp_path), images) == predict(model, images)).all()
+
+
+def test_suspects_train_by_recipes_unlike_the_shadows():
+    specs = TrainProVeZoo(load_preset("cpu")).classifier_specs()
+    suspects = [s for s in specs if s.role == "suspect"]
+    assert {s.recipe for s in specs if s.role == "shadow"} == {Recipe()}
+    assert {s.recipe.architecture for s in suspects} == {"cnn", "resnet", "mlp"}
+    assert {s.recipe.loss for s in suspects} == {"ce", "focal"} and len({s.recipe.lr for s in suspects}) == 3
+    # every training source is learned by more than one architecture
+    assert all(len({s.recipe.architecture for s in suspects if s.source == src}) >= 3 for src in {s.source for s in suspects})
+    assert draw_recipe(7, "mlp", (1e-3, 2e-3), (0.0,), (32,), ("ce",)) == draw_recipe(7, "mlp", (1e-3, 2e-3), (0.0,), (32,), ("ce",))
+    with pytest.raises(ParameterError, match="tp_suspect_architectures"):
+        load_preset("smoke", tp_suspect_architectures=["vit-huge"])

@@ -121,3 +121,34 @@ def test_grubbs_rules_need_the_shadows():
         verdict_table([ClassifierSpec("s", "a", 0, "suspect")], answers, labels, ["a"], 0.05)
     with pytest.raises(ParameterError, match="rules"):
         verdict_table([ClassifierSpec("s", "a", 0, "suspect")], answers, labels, ["a"], 0.05, rules=["bayes"])
+
+
+# ---- the generators' house styles and the owner-side checks ---------------------------------------------
+def test_house_styles_differ_keep_the_shape_and_vanish_at_strength_zero():
+    from provlib.trainprove.styles import STYLES, apply_style
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    assert apply_style(images, STYLES["sd14"], 0.0, seed=0) is images
+    styled = {g: apply_style(images, s, 1.0, seed=0) for g, s in STYLES.items()}
+    means = {g: im.reshape(-1, 3).mean(0) for g, im in styled.items()}
+    assert means["sd14"][0] > means["sd14"][2] and means["pixart"][2] > means["pixart"][0]  # warm vs cool
+    assert all(np.abs(styled[a].astype(int) - styled[b].astype(int)).mean() > 5 for a in STYLES for b in STYLES if a < b)
+    assert all(im.shape == images.shape and im.dtype == np.uint8 for im in styled.values())
+    with pytest.raises(ParameterError, match="tp_style_strength"):
+        apply_style(images, STYLES["lcm"], -1.0, seed=0)
+
+
+def test_owner_checks_name_a_separable_generator_and_mark_fidelity():
+    from provlib.trainprove.owner_checks import generator_attribution, transfer_matrix
+    from provlib.trainprove.test import LabelledImages
+    rng = np.random.default_rng(0)
+
+    def drawn(level):
+        return LabelledImages((level + rng.integers(0, 20, (40, 16, 16, 3))).astype(np.uint8), np.repeat([0, 1], 20))
+    train, test = {"dark": drawn(20), "bright": drawn(200)}, {"dark": drawn(20), "bright": drawn(200)}
+    accuracy, confusion = generator_attribution(train, test, epochs=30, seed=0)
+    assert accuracy == 1.0 and confusion.set_index("generator").loc["dark", "named_dark"] == 1.0
+    labels = {g: s.labels for g, s in test.items()}
+    answers = {"shadow_dark": {"dark": labels["dark"], "bright": 1 - labels["bright"]}}
+    transfer = transfer_matrix(answers, labels, {"dark": "shadow_dark"}).set_index("tested_on")
+    assert transfer.accuracy.to_dict() == {"dark": 1.0, "bright": 0.0} and transfer.own.to_dict() == {"dark": True, "bright": False}

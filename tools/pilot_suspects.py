@@ -14,7 +14,6 @@ prints the wall time per suspect.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from provlib.attribution.chain import signal_chain  # noqa: E402
 from provlib.attribution.queries import AttributionZoo  # noqa: E402
 from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.errors import ParameterError  # noqa: E402
-from provlib.core.results import write_table  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
@@ -86,9 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = dict(parse_assignment(item) for item in args.set)
     table = pilot(args.preset, overrides, args.sources, args.rho, args.models, args.innocents)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    os.environ["PROVLIB_RESULTS_DIR"] = str(args.out)  # a pilot's table, apart from the workbook's results
-    write_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_suspects.py")
+    write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_suspects.py", args.out)
     print(table.round(3).to_string(index=False))
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -36,6 +38,20 @@ def write_table(df: pd.DataFrame, name: str, preset, notebook: str) -> str:
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(results_dir(preset.name) / f"{name}.meta.json", json.dumps(meta, indent=1, default=str))
     return str(path)
+
+
+def write_pilot_table(df: pd.DataFrame, name: str, preset, tool: str, directory: str | Path) -> str:
+    """A pilot tool's table and sidecar under ``directory`` (e.g. ``data/pilots``), apart from the workbook's results."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get("PROVLIB_RESULTS_DIR")
+    os.environ["PROVLIB_RESULTS_DIR"] = str(Path(directory).resolve())
+    try:
+        return write_table(df, name, preset, tool)
+    finally:
+        if previous is None:
+            del os.environ["PROVLIB_RESULTS_DIR"]
+        else:
+            os.environ["PROVLIB_RESULTS_DIR"] = previous
 
 
 def _parameter(parameters: dict, path: str):

@@ -1,4 +1,4 @@
-"""The task model of TrainProVe: a small CNN image classifier, the same code for shadow and suspect models.
+"""The task models of TrainProVe: small image classifiers of three families, trained by a recipe of their own.
 
 The defender calls ``predict`` on a label-only suspect (labels out, nothing else) and ``logits`` where the suspect
 returns its output vector (what TrainProVe-Ent and -Sim need).
@@ -6,6 +6,7 @@ returns its output vector (what TrainProVe-Ent and -Sim need).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from provlib.core.errors import ParameterError
 from provlib.core.train import images_to_tensor, step_generator
 
 
@@ -36,6 +38,78 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class _Residual(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                  nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A ResNet in miniature (a stem and three residual stages), the paper's suspects' family at 32 px."""
+
+    def __init__(self, n_classes: int, width: int = 16):
+        super().__init__()
+        self.n_classes, self.width = n_classes, width
+        self.features = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                      _Residual(width, width, 1), _Residual(width, 2 * width, 2),
+                                      _Residual(2 * width, 4 * width, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(4 * width, n_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class MLP(nn.Module):
+    """A two-hidden-layer perceptron on the 16 px image: no convolution, another inductive bias entirely."""
+
+    def __init__(self, n_classes: int, width: int = 256):
+        super().__init__()
+        self.n_classes, self.width = n_classes, width
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(16), nn.Flatten(), nn.Linear(3 * 16 * 16, width), nn.ReLU(),
+                                 nn.Dropout(0.1), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+ARCHITECTURES = {"cnn": SmallCNN, "resnet": SmallResNet, "mlp": MLP}
+LOSSES = ("ce", "focal")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a classifier is trained; the shadow keeps the default, a suspect draws its own (``draw_recipe``)."""
+    architecture: str = "cnn"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    loss: str = "ce"      # "focal": cross-entropy weighted by (1 - p_true)^2 (Lin et al., arXiv 1708.02002)
+
+
+def draw_recipe(seed: int, architecture: str, lrs, weight_decays, batch_sizes, losses) -> Recipe:
+    """A suspect's recipe: the given architecture, the rest drawn uniformly from each grid (its training is not the
+    shadow's, as a real suspect's would not be)."""
+    rng = np.random.default_rng(seed)
+
+    def pick(options):
+        options = list(options)
+        return options[int(rng.integers(len(options)))]
+    return Recipe(architecture, float(pick(lrs)), float(pick(weight_decays)), int(pick(batch_sizes)), pick(losses))
+
+
+def _loss(name: str, logits_: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    ce = F.cross_entropy(logits_, target, reduction="none")
+    if name == "focal":
+        ce = (1 - torch.exp(-ce)) ** 2 * ce
+    return ce.mean()
+
+
 def _augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random horizontal flips and shifts of up to 2 px: standard small-image augmentation."""
     flip = torch.rand(len(batch), generator=gen) < 0.5
@@ -45,13 +119,16 @@ def _augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, n_classes: int, *, epochs: int, seed: int,
-                     batch_size: int = 64, lr: float = 2e-3, device: str = "cpu") -> tuple[SmallCNN, list[float]]:
-    """Train a SmallCNN with Adam and cosine decay; every shuffle and augmentation draw is seeded (on the CPU)."""
+                     recipe: Recipe = Recipe(), device: str = "cpu") -> tuple[nn.Module, list[float]]:
+    """Train a classifier by ``recipe`` with AdamW and cosine decay; every shuffle and augmentation draw is seeded."""
+    if recipe.architecture not in ARCHITECTURES or recipe.loss not in LOSSES:
+        raise ParameterError("recipe", f"an architecture of {sorted(ARCHITECTURES)} and a loss of {LOSSES}", recipe)
     torch.manual_seed(seed)
-    model = SmallCNN(n_classes).to(device)
+    model = ARCHITECTURES[recipe.architecture](n_classes).to(device)
     x, y = images_to_tensor(images), torch.as_tensor(labels, dtype=torch.long)
+    batch_size = recipe.batch_size
     steps_per_epoch = max(1, int(np.ceil(len(x) / batch_size)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     losses = []
     model.train()
@@ -60,7 +137,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, n_classes: int, *, 
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            loss = F.cross_entropy(model(_augment(x[idx], gen).to(device)), y[idx].to(device))
+            loss = _loss(recipe.loss, model(_augment(x[idx], gen).to(device)), y[idx].to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -82,14 +159,15 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.n
     return logits(model, images, batch_size).argmax(1)
 
 
-def save_classifier(model: SmallCNN, directory: Path, extra: dict | None = None) -> None:
+def save_classifier(model: nn.Module, directory: Path, extra: dict | None = None) -> None:
+    architecture = next(name for name, cls in ARCHITECTURES.items() if type(model) is cls)
     save_file(model.state_dict(), str(Path(directory) / "classifier.safetensors"))
-    (Path(directory) / "classifier.json").write_text(json.dumps({"n_classes": model.n_classes, "width": model.width,
-                                                                 **(extra or {})}))
+    (Path(directory) / "classifier.json").write_text(json.dumps(
+        {"architecture": architecture, "n_classes": model.n_classes, "width": model.width, **(extra or {})}))
 
 
-def load_classifier(directory: Path) -> SmallCNN:
+def load_classifier(directory: Path) -> nn.Module:
     meta = json.loads((Path(directory) / "classifier.json").read_text())
-    model = SmallCNN(meta["n_classes"], meta["width"])
+    model = ARCHITECTURES[meta.get("architecture", "cnn")](meta["n_classes"], meta["width"])
     model.load_state_dict(load_file(str(Path(directory) / "classifier.safetensors")))
     return model.eval()

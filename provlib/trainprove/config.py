@@ -10,6 +10,8 @@ from provlib.core.config import (
     choice,
     mapping,
     names,
+    number,
+    numbers_in,
     positive_int,
     positive_number,
     probability_open,
@@ -42,10 +44,21 @@ class TrainProVe(Section):
     generator_steps: int = setting(6000, positive_int)
     sizes: tuple = setting(("big",), names(allowed=SIZES))
     draw_concentration: float = setting(2.0, positive_number)  # Dirichlet skew of each analogue's attribute draw
+    # CPU scale: how strongly each analogue's training images carry its house style (provlib.trainprove.styles;
+    # 0: none, the generators then differ only in attribute frequencies, architecture and sampler)
+    style_strength: float = setting(0.0, number(0, 2, text="a number from 0 (no house style) to 2"))
     pool_per_class: int = setting(200, positive_int)   # per generator: the generated pool suspects sample from
     train_per_class: int = setting(100, positive_int)  # a suspect's (and the shadow's) training images per class
     test_per_class: int = setting(50, positive_int)    # the defender's fresh test images per class and generator
     suspect_seeds: int = setting(4, positive_int)      # suspects per training source
+    # each suspect's training recipe, unlike the shadow's (the small CNN, lr 2e-3, no weight decay, batch 64,
+    # cross-entropy): the k-th suspect of a source takes the k-th architecture in turn, the rest is drawn per suspect
+    suspect_architectures: tuple = setting(("cnn", "resnet", "mlp"), names(allowed=("cnn", "resnet", "mlp")))
+    suspect_lrs: tuple = setting((1e-3, 2e-3, 4e-3), numbers_in(0, 1, what="learning rates"))
+    suspect_weight_decays: tuple = setting((0.0, 5e-4, 5e-2), numbers_in(0, 1, low_open=False, what="weight decays"))
+    suspect_batch_sizes: tuple = setting((32, 64, 128), lambda v: None if isinstance(v, (list, tuple)) and v and all(
+        positive_int(b) is None for b in v) else "a non-empty list of positive integers")
+    suspect_losses: tuple = setting(("ce", "focal"), names(allowed=("ce", "focal")))
     classifier_epochs: int = setting(20, positive_int)
     alpha: float = setting(0.05, probability_open)     # significance level of every rule's one-sided test
     # the published Grubbs decision: the defender's fresh images split into this many batches give the shadow's

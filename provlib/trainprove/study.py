@@ -5,7 +5,7 @@ Rules (``RULES``): ``grubbs`` is the published decision (accuracy; ``provlib.tra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,8 @@ def verdict_table(specs: list[ClassifierSpec], answers: dict, labels: dict[str, 
     for spec in specs:
         for defender in defenders:
             base = {"model_id": spec.model_id, "role": spec.role, "suspect_source": spec.source, "defender": defender,
-                    "trained_on_defender": defender in spec.generators}
+                    "trained_on_defender": defender in spec.generators,
+                    **{f"recipe_{k}": v for k, v in asdict(spec.recipe).items()}}
             for rule in grubbs_rules:
                 suspect = batch_scores(rule, answers[spec.model_id][defender], labels[defender], splits[defender])
                 v = grubbs_test(shadow_scores[rule, defender], suspect, SCORES[rule].worse, alpha, grubbs.quantile)

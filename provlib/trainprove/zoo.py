@@ -24,6 +24,8 @@ from provlib.core.paths import cache_dir
 from provlib.core.store import ArtifactStore, config_hash, derive_seed
 from provlib.core.train import train_denoiser, train_vae
 from provlib.trainprove.classifier import (
+    Recipe,
+    draw_recipe,
     load_classifier,
     save_classifier,
     train_classifier,
@@ -42,9 +44,10 @@ from provlib.trainprove.generators import (
     real_folder_images,
     render_objects,
 )
+from provlib.trainprove.styles import apply_style, style_of
 from provlib.trainprove.test import LabelledImages, check_classes, class_prompts
 
-CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_generator": 1, "tp_images": 1, "tp_classifier": 1}
+CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_generator": 1, "tp_images": 1, "tp_classifier": 2}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ClassifierSpec:
     source: str        # a generator name, "real", or "<generator>+real" (half generated, half real)
     seed: int
     role: str          # "suspect" (evaluation only) or "shadow" (the defender's own)
+    recipe: Recipe = Recipe()  # how it is trained; a shadow keeps the default
 
     @property
     def generators(self) -> list[str]:
@@ -106,7 +110,9 @@ class GeneratorZoo:
         return {"kind": "tp_data", "v": CODE_VERSION["tp_data"], "draw": draw, "n_per_class": n, "purpose": purpose,
                 "classes": self.classes, "template": p.trainprove.prompt_template, "resolution": p.world.resolution,
                 "concentration": p.trainprove.draw_concentration, "sizes": list(p.trainprove.sizes),
-                "seed": derive_seed(p.seed, "tp-data", draw, purpose)}
+                "seed": derive_seed(p.seed, "tp-data", draw, purpose),
+                # a generator's house style enters the key only when on (today's artifacts keep theirs)
+                **({"style": p.trainprove.style_strength} if p.trainprove.style_strength and draw != REAL else {})}
 
     def object_draw(self, draw: str, n_per_class: int, purpose: str) -> tuple[CaptionedImageSet, np.ndarray]:
         """Rendered objects with a draw's attribute frequencies (``draw``: a generator's training world or ``real``)."""
@@ -117,6 +123,9 @@ class GeneratorZoo:
             weights = attribute_weights(draw, self.p.trainprove.draw_concentration, self.p.seed, attributes)
             data, labels = render_objects(self.classes, n_per_class, weights, config["seed"], self.p.world.resolution,
                                           self.p.trainprove.prompt_template, attributes)
+            if draw != REAL:
+                styled = apply_style(data.images, style_of(draw), self.p.trainprove.style_strength, config["seed"])
+                data = CaptionedImageSet(styled, data.captions, data.ids)
             data.save(tmp)
             np.save(tmp / "labels.npy", labels)
 
@@ -251,8 +260,15 @@ class TrainProVeZoo(GeneratorZoo):
     def classifier_specs(self) -> list[ClassifierSpec]:
         """Suspects (several seeds per training source) and one shadow model per generator (the defender's)."""
         p = self.p
-        specs = [ClassifierSpec(f"{source}_{k:02d}", source, derive_seed(p.seed, "tp-suspect", source, k), "suspect")
-                 for source in self.suspect_sources() for k in range(p.trainprove.suspect_seeds)]
+        tp = p.trainprove
+
+        def recipe(seed: int, k: int) -> Recipe:
+            return draw_recipe(derive_seed(seed, "tp-recipe"), tp.suspect_architectures[k % len(tp.suspect_architectures)],
+                               tp.suspect_lrs, tp.suspect_weight_decays, tp.suspect_batch_sizes, tp.suspect_losses)
+        seeds = {(source, k): derive_seed(p.seed, "tp-suspect", source, k)
+                 for source in self.suspect_sources() for k in range(tp.suspect_seeds)}
+        specs = [ClassifierSpec(f"{source}_{k:02d}", source, seed, "suspect", recipe(seed, k))
+                 for (source, k), seed in seeds.items()]
         specs += [ClassifierSpec(f"shadow_{g}", g, derive_seed(p.seed, "tp-shadow", g), "shadow") for g in self.generators]
         return specs
 
@@ -288,7 +304,7 @@ class TrainProVeZoo(GeneratorZoo):
         def build(tmp: Path):
             data = self.training_images(spec)
             model, losses = train_classifier(data.images, data.labels, len(self.classes), epochs=self.p.trainprove.classifier_epochs,
-                                             seed=spec.seed, device=self.p.runtime.device)
+                                             seed=spec.seed, recipe=spec.recipe, device=self.p.runtime.device)
             save_classifier(model, tmp, {"spec": asdict(spec), "n_train": len(data), "losses": losses})
 
         return str(self.store.get_or_build("tp_classifier", config, build))
