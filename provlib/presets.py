@@ -232,10 +232,12 @@ def _preset(name: str, **flat) -> Preset:
 # innocents are its domain's innocent models on both bases (8 per base and domain: 5 test ones each, 10 per source).
 # Key selection discounts what every public base draws (reference_bases="every"), since half of those innocents
 # fine-tune the source's own base; notebook 03 compares it with the paper's single reference on shadow models.
+# The autoencoder trains 2000 steps (floor 0.09 instead of 0.13 at 800): ρ = 0.3 suspects then reproduce the keys
+# they saw more closely and a tighter δ0 separates them (cold run of seed 0: gap +0.34 from +0.28, README).
 CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=128, private_duplicates=16,
                  duplicate_copies=8, source_batch_size=64, source_train_text_encoder=True, suspect_batch_size=64,
                  suspect_train_text_encoder=True, key_candidates=48, key_count=16, probe_seeds=4, memorization_prompts=32,
-                 n_pretrain=2000, vae_steps=800, pretrain_steps=1500, source_steps=1000, suspect_samples=128,
+                 n_pretrain=2000, vae_steps=2000, pretrain_steps=1500, source_steps=1000, suspect_samples=128,
                  rho_values=(0.3, 1.0), suspects_per_setting=2, suspect_innocents=8, innocents_on_every_base=True,
                  shadow_fraction=0.4, descriptor_steps=300, reference_bases="every")
 
