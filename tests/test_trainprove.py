@@ -113,6 +113,18 @@ def test_generator_draws_differ_from_the_real_world_and_from_each_other():
         render_objects(["airplane"], 1, a, seed=1, resolution=16, template="{}")
 
 
+def test_caption_detail_sets_the_share_of_long_captions_and_leaves_the_images_alone():
+    weights = attribute_weights("sd14", 2.0, 0)
+    bare, _ = render_objects(["circle", "cross"], 20, weights, seed=3, resolution=16, template="a photo of a {}",
+                             caption_detail=0.0)
+    half, _ = render_objects(["circle", "cross"], 20, weights, seed=3, resolution=16, template="a photo of a {}")
+    assert set(bare.captions) == {"a photo of a circle", "a photo of a cross"}
+    assert 0 < sum("background" in c for c in half.captions) < 40
+    assert np.array_equal(bare.images, half.images)
+    with pytest.raises(ParameterError, match="tp_caption_detail"):
+        load_preset("smoke", tp_caption_detail=1.5)
+
+
 def test_object_sizes_restrict_the_world_and_are_validated():
     big_only = object_attributes(["big"])
     weights = attribute_weights("sd14", 2.0, 0, big_only)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from diffusers import DDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.cli import parse_assignment  # noqa: E402
-from provlib.core.results import write_table  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.train import encode_latents, train_denoiser  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
@@ -104,8 +103,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     plain = table[(table.loop == "bare PyTorch loop") & ~table.channels_last & ~table.fused_adamw]
     table["ratio_to_bare_loop"] = table.samples_per_second / table.batch_size.map(plain.set_index("batch_size").samples_per_second)
-    os.environ["PROVLIB_RESULTS_DIR"] = str(Path(args.out))  # a pilot's table, apart from the workbook's results
-    write_table(table, "training_throughput", preset, "tools/benchmark_training.py")
+    write_pilot_table(table, "training_throughput", preset, "tools/benchmark_training.py", args.out)
     print(table.round(3).to_string())
 
 

@@ -13,7 +13,6 @@ the variant was already in the cache).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.attribution.memorization import autoencoder_floor, same_caption_spread  # noqa: E402
-from provlib.core.results import write_table  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
@@ -60,8 +59,7 @@ def main() -> None:
                          "within_0.1": float((d < 0.1).mean()), "same_caption_real_spread": same_caption_spread(real),
                          "train_seconds": seconds, "threads": torch.get_num_threads()})
             print(rows[-1], flush=True)
-    os.environ["PROVLIB_RESULTS_DIR"] = str(Path(args.out))  # a pilot's table, apart from the workbook's results
-    write_table(pd.DataFrame(rows), "autoencoder_pilot", preset, "tools/pilot_autoencoder.py")
+    write_pilot_table(pd.DataFrame(rows), "autoencoder_pilot", preset, "tools/pilot_autoencoder.py", args.out)
 
 
 if __name__ == "__main__":

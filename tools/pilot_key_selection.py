@@ -16,12 +16,10 @@ world made here uses the owner's models only. Writes ``<name>.csv``, one row per
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,7 +27,7 @@ from provlib.attribution.instance import best_key_distances  # noqa: E402
 from provlib.attribution.keys import select_keys  # noqa: E402
 from provlib.attribution.queries import AttributionZoo  # noqa: E402
 from provlib.cli import parse_assignment  # noqa: E402
-from provlib.core.results import write_table  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
@@ -80,8 +78,7 @@ def main() -> None:
     configs = [dict(parse_assignment(item) for item in shlex.split(text)) for text in args.config] or [{}]
     table = pd.concat([pilot_config(args.preset, overrides, args.sources) for overrides in configs], ignore_index=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    os.environ["PROVLIB_RESULTS_DIR"] = str(args.out)  # a pilot's table, apart from the workbook's results
-    write_table(table, args.name, load_preset(args.preset), "tools/pilot_key_selection.py")
+    write_pilot_table(table, args.name, load_preset(args.preset), "tools/pilot_key_selection.py", args.out)
     summary = (table.groupby(["config", "source", "answerer", "delta0", "strategy"], sort=False).conf.mean()
                .unstack("strategy").assign(difference=lambda t: t.strategy12 - t.random))
     print(summary.round(3).to_string())

@@ -13,7 +13,6 @@ Writes ``memorization_pilot.csv`` (one row per setting and step) under ``--out``
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.cli import parse_assignment  # noqa: E402
 from provlib.attribution.memorization import copy_measures, same_caption_spread  # noqa: E402
 from provlib.core.generate import generate  # noqa: E402
-from provlib.core.results import write_table  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
 from provlib.core.train import train_denoiser  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
@@ -94,11 +93,9 @@ def main() -> None:
     table = pd.concat([pilot(args.preset, args.steps, args.every, args.private, args.seeds, te, args.threads,
                              args.base, args.batch, args.lr, overrides, args.guidance) for te in settings],
                       ignore_index=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    os.environ["PROVLIB_RESULTS_DIR"] = str(out)  # a pilot's table, apart from the workbook's results
     name = args.name + ("" if args.setting == "both" else f"_{args.setting}")
-    write_table(table, name, load_preset(args.preset, n_private=args.private, **overrides), "tools/pilot_memorization.py")
+    write_pilot_table(table, name, load_preset(args.preset, n_private=args.private, **overrides),
+                      "tools/pilot_memorization.py", args.out)
     print(table.round(3).to_string())
 
 

@@ -33,9 +33,7 @@ def pilot(preset_name: str, overrides: dict) -> pd.DataFrame:
     preset = load_preset(preset_name, **overrides)
     zoo = TrainProVeZoo(preset)
     started = time.perf_counter()
-    for draw in ["real"] + zoo.generators:
-        zoo.object_draw(draw, zoo.train_images_per_class(), "generator-training")
-    fan_out(zoo, "generator_location", zoo.generators, preset.runtime.n_jobs, "generators")
+    zoo.build_generators(preset.runtime.n_jobs)
     build_seconds = time.perf_counter() - started
     sets = [(g, purpose) for g in zoo.generators for purpose in ("shadow", "test")]
     fan_out(zoo, "images_for", sets, preset.runtime.n_jobs, "labelled image sets")

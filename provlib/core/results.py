@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -29,29 +28,23 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def write_table(df: pd.DataFrame, name: str, preset, notebook: str) -> str:
-    """``data/results/<name>.csv`` plus ``<name>.meta.json`` (preset, seed, commit, time)."""
-    path = results_dir(preset.name) / f"{name}.csv"
+def write_table(df: pd.DataFrame, name: str, preset, notebook: str, directory: str | Path | None = None) -> str:
+    """``<directory>/<name>.csv`` plus ``<name>.meta.json`` (preset, seed, commit, time); the directory defaults to
+    the preset's results folder (``data/results/``)."""
+    directory = Path(directory) if directory is not None else results_dir(preset.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.csv"
     atomic_write_text(path, df.to_csv(index=False))
     meta = {"table": f"{name}.csv", "notebook": notebook, "preset": preset.name, "seed": preset.seed,
             "parameters": preset.to_dict(), "git_commit": _git_commit(),
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_text(results_dir(preset.name) / f"{name}.meta.json", json.dumps(meta, indent=1, default=str))
+    atomic_write_text(directory / f"{name}.meta.json", json.dumps(meta, indent=1, default=str))
     return str(path)
 
 
 def write_pilot_table(df: pd.DataFrame, name: str, preset, tool: str, directory: str | Path) -> str:
     """A pilot tool's table and sidecar under ``directory`` (e.g. ``data/pilots``), apart from the workbook's results."""
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    previous = os.environ.get("PROVLIB_RESULTS_DIR")
-    os.environ["PROVLIB_RESULTS_DIR"] = str(Path(directory).resolve())
-    try:
-        return write_table(df, name, preset, tool)
-    finally:
-        if previous is None:
-            del os.environ["PROVLIB_RESULTS_DIR"]
-        else:
-            os.environ["PROVLIB_RESULTS_DIR"] = previous
+    return write_table(df, name, preset, tool, directory)
 
 
 def _parameter(parameters: dict, path: str):

@@ -124,10 +124,11 @@ class Zoo:
 
     # ---- models -------------------------------------------------------------------------------
     def vae_config(self) -> dict:
-        m, shape = self.p.models, {"downsampling": "vae_downsampling", "latent_channels": "vae_latent_channels", "width": "vae_width"}
+        m, default = self.p.models, Models()
+        shape = {"downsampling": "vae_downsampling", "latent_channels": "vae_latent_channels", "width": "vae_width"}
         return {"kind": "vae", "v": CODE_VERSION["vae"], "steps": m.vae_steps, "seed": self.p.seed,
                 "data": config_hash(self.dataset_config("generic", "private")),  # a default shape stays out of the key
-                **{k: getattr(m, f) for k, f in shape.items() if getattr(m, f) != getattr(Models(), f)}}
+                **{k: getattr(m, f) for k, f in shape.items() if getattr(m, f) != getattr(default, f)}}
 
     def base_config(self, base: str) -> dict:
         p, pretrain = self.p, self.p.models.pretrain

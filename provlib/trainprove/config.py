@@ -37,16 +37,22 @@ class TrainProVe(Section):
     generator_images: int = setting(2000, positive_int)  # CPU scale: each analogue's own draw of labelled training images
     # CPU scale: the analogues' autoencoder training steps, apart from the attribution world's (models.vae_steps)
     vae_steps: int = setting(1500, positive_int)
-    # CPU scale: denoiser training steps of each analogue, and the object sizes its world draws. Chosen on the generators'
-    # own class fidelity (a classifier trained on a generator's images, tested on fresh ones from it), never on suspects:
-    # 2500 steps over mixed sizes gave 0.23 for sd14 (small shapes do not survive a 4x VAE at 32 px), 6000 steps over big
-    # objects 0.80
-    generator_steps: int = setting(6000, positive_int)
+    # CPU scale: denoiser training steps, batch size and learning rate of each analogue, and the object sizes its world
+    # draws. Chosen on the generators' own class fidelity (a classifier trained on a generator's images, tested on fresh
+    # ones from it), never on suspects (tools/pilot_tp_fidelity.py, data/pilots/tp_fidelity_pilot.csv): small shapes do
+    # not survive a 4x VAE at 32 px; for sd14, lr 6e-4 with half the captions detailed reached 0.71 after 4000 steps,
+    # lr 4e-3 on bare class captions 0.82 after 1500 (guidance 9)
+    generator_steps: int = setting(1500, positive_int)
+    generator_batch_size: int = setting(32, positive_int)
+    generator_lr: float = setting(4e-3, positive_number)
     sizes: tuple = setting(("big",), names(allowed=SIZES))
     draw_concentration: float = setting(2.0, positive_number)  # Dirichlet skew of each analogue's attribute draw
+    # CPU scale: the share of a generator's training captions that name every attribute (the rest are the bare class
+    # prompt the defender later queries with)
+    caption_detail: float = setting(0.0, number(0, 1, text="a share from 0 (bare class prompts only) to 1"))
     # CPU scale: how strongly each analogue's training images carry its house style (provlib.trainprove.styles;
     # 0: none, the generators then differ only in attribute frequencies, architecture and sampler)
-    style_strength: float = setting(0.0, number(0, 2, text="a number from 0 (no house style) to 2"))
+    style_strength: float = setting(1.0, number(0, 2, text="a number from 0 (no house style) to 2"))
     pool_per_class: int = setting(200, positive_int)   # per generator: the generated pool suspects sample from
     train_per_class: int = setting(100, positive_int)  # a suspect's (and the shadow's) training images per class
     test_per_class: int = setting(50, positive_int)    # the defender's fresh test images per class and generator

@@ -71,7 +71,7 @@ def verdict_table(specs: list[ClassifierSpec], answers: dict, labels: dict[str, 
     grubbs_rules = [r for r in rules if r in SCORES]
     if grubbs_rules and not shadows:
         raise ParameterError("shadows", "the defender -> shadow model_id map (the Grubbs rules' reference)", shadows)
-    correct = correctness(answers, labels)
+    correct = correctness(answers, labels) if "fisher" in rules else {}  # only the reference-based rule reads it
     splits = {d: batches(len(labels[d]), grubbs.n_batches, derive_seed(grubbs.seed, "tp-batches", d)) for d in defenders} \
         if grubbs_rules else {}
     shadow_scores = {(r, d): batch_scores(r, answers[shadows[d]][d], labels[d], splits[d])

@@ -112,7 +112,9 @@ class GeneratorZoo:
                 "concentration": p.trainprove.draw_concentration, "sizes": list(p.trainprove.sizes),
                 "seed": derive_seed(p.seed, "tp-data", draw, purpose),
                 # a generator's house style enters the key only when on (today's artifacts keep theirs)
-                **({"style": p.trainprove.style_strength} if p.trainprove.style_strength and draw != REAL else {})}
+                **({"style": p.trainprove.style_strength} if p.trainprove.style_strength and draw != REAL else {}),
+                **({"caption_detail": p.trainprove.caption_detail}
+                   if p.trainprove.caption_detail != 0.5 and draw != REAL else {})}
 
     def object_draw(self, draw: str, n_per_class: int, purpose: str) -> tuple[CaptionedImageSet, np.ndarray]:
         """Rendered objects with a draw's attribute frequencies (``draw``: a generator's training world or ``real``)."""
@@ -122,7 +124,7 @@ class GeneratorZoo:
             attributes = object_attributes(self.p.trainprove.sizes)
             weights = attribute_weights(draw, self.p.trainprove.draw_concentration, self.p.seed, attributes)
             data, labels = render_objects(self.classes, n_per_class, weights, config["seed"], self.p.world.resolution,
-                                          self.p.trainprove.prompt_template, attributes)
+                                          self.p.trainprove.prompt_template, attributes, self.p.trainprove.caption_detail)
             if draw != REAL:
                 styled = apply_style(data.images, style_of(draw), self.p.trainprove.style_strength, config["seed"])
                 data = CaptionedImageSet(styled, data.captions, data.ids)
@@ -140,7 +142,9 @@ class GeneratorZoo:
         draw = REAL if spec.vae == "shared" else generator
         return {"kind": "tp_vae", "v": CODE_VERSION["tp_vae"], "latent_channels": spec.latent_channels,
                 "steps": self.p.trainprove.vae_steps, "seed": derive_seed(self.p.seed, "tp-vae", draw),
-                "data": config_hash(self.draw_config(draw, self.train_images_per_class(), "generator-training"))}
+                # the autoencoder sees the images only: their captions stay out of its key
+                "data": config_hash({k: v for k, v in self.draw_config(draw, self.train_images_per_class(),
+                                                                     "generator-training").items() if k != "caption_detail"})}
 
     def vae(self, generator: str) -> AutoencoderKL:
         """SD v1.4, LCM and PixArt-alpha share one VAE (trained on the real world); Cascade's analogue has its own."""
@@ -163,7 +167,8 @@ class GeneratorZoo:
             return {"kind": "tp_generator", "checkpoint": location, "contents": self.fingerprint(location)}
         return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
                 "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
-                "batch_size": p.models.pretrain.batch_size, "lr": p.models.pretrain.lr, "seed": derive_seed(p.seed, "tp-generator", generator),
+                "batch_size": p.trainprove.generator_batch_size, "lr": p.trainprove.generator_lr,
+                "seed": derive_seed(p.seed, "tp-generator", generator),
                 "data": config_hash(self.draw_config(generator, self.train_images_per_class(), "generator-training"))}
 
     def generator_location(self, generator: str) -> str:
@@ -177,8 +182,9 @@ class GeneratorZoo:
             data, _ = self.object_draw(generator, self.train_images_per_class(), "generator-training")
             vocabulary = scenes.vocabulary() + self.p.trainprove.prompt_template.replace("{}", " ").split()
             pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, self.vae(generator), seed=config["seed"])
-            losses = train_denoiser(pipe, data, steps=self.p.trainprove.generator_steps, batch_size=self.p.models.pretrain.batch_size,
-                                    lr=self.p.models.pretrain.lr, seed=config["seed"], train_text_encoder=True,
+            tp = self.p.trainprove
+            losses = train_denoiser(pipe, data, steps=tp.generator_steps, batch_size=tp.generator_batch_size,
+                                    lr=tp.generator_lr, seed=config["seed"], train_text_encoder=True,
                                     checkpoint_dir=self.store.work_dir("tp_generator", config),
                                     checkpoint_every=self.p.runtime.checkpoint_every, desc=f"train generator {generator}",
                                     show_progress=self.show_progress)
@@ -252,6 +258,18 @@ class GeneratorZoo:
         return {g: self.images(g, "test") for g in self.generators}
 
 
+    def build_generators(self, n_jobs: int) -> None:
+        """CPU scale: every generator's training draw, the VAEs, then the generators, fanned out (paper scale: none)."""
+        if self.p.is_paper_scale:
+            return
+        for draw in [REAL] + self.generators:
+            self.object_draw(draw, self.train_images_per_class(), "generator-training")
+        vae_owners = {config_hash(self.vae_config(g)): g for g in self.generators}
+        fan_out(self, "vae", [g for g in vae_owners.values() if not self.store.exists("tp_vae", self.vae_config(g))], n_jobs, "VAEs")
+        pending = [g for g in self.generators if not self.store.exists("tp_generator", self.generator_config(g))]
+        fan_out(self, "generator_location", pending, n_jobs, "generators")
+
+
 class TrainProVeZoo(GeneratorZoo):
     # ---- classifiers ---------------------------------------------------------------------------------
     def suspect_sources(self) -> list[str]:
@@ -315,13 +333,7 @@ class TrainProVeZoo(GeneratorZoo):
     def build_all(self, n_jobs: int | None = None) -> None:
         """Generators, then every labelled set, then every classifier, fanned out over worker processes."""
         n_jobs = self.p.runtime.n_jobs if n_jobs is None else n_jobs
-        if not self.p.is_paper_scale:
-            for draw in [REAL] + self.generators:
-                self.object_draw(draw, self.train_images_per_class(), "generator-training")
-            vae_owners = {config_hash(self.vae_config(g)): g for g in self.generators}
-            fan_out(self, "vae", [g for g in vae_owners.values() if not self.store.exists("tp_vae", self.vae_config(g))], n_jobs, "VAEs")
-            pending = [g for g in self.generators if not self.store.exists("tp_generator", self.generator_config(g))]
-            fan_out(self, "generator_location", pending, n_jobs, "generators")
+        self.build_generators(n_jobs)
         self.real_images("pool")
         self.real_images("test")
         sets = [(g, purpose) for g in self.generators for purpose in ("pool", "shadow", "test")]

@@ -1,0 +1,114 @@
+"""Owner-side pilot for issue 18: how fast does a CPU generator analogue learn to draw its classes?
+
+    python tools/pilot_tp_fidelity.py [--preset cpu] [--generator sd14] [--at 500,1000,2000] [--guidance 3,6]
+                                      [--set tp_style_strength=1 ...] [--name tp_fidelity_pilot] [--out data/pilots]
+
+Trains one generator analogue exactly as notebook 07 does (its data draw, VAE, architecture, recipe) up to the
+largest step of ``--at`` and measures its class fidelity at every step of ``--at``: a classifier (the shadow's
+recipe) trained on ``--per-class`` of its class-prompted images per class and tested on as many fresh ones. Also
+reported, as ceilings: the same classifier on rendered images of that generator's draw, and on their reconstructions
+through the generator's VAE. No suspect is built or read. Writes ``<name>.csv``, one row per measured step.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provlib.cli import parse_assignment  # noqa: E402
+from provlib.core import models, scenes  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
+from provlib.core.store import derive_seed  # noqa: E402
+from provlib.core.train import train_denoiser  # noqa: E402
+from provlib.presets import load_preset  # noqa: E402
+from provlib.trainprove.classifier import predict, train_classifier  # noqa: E402
+from provlib.trainprove.generators import generate_labelled  # noqa: E402
+from provlib.trainprove.zoo import TrainProVeZoo  # noqa: E402
+
+
+def accuracy(train_images, train_labels, test_images, test_labels, n_classes: int, epochs: int, seed: int) -> float:
+    with torch.enable_grad():  # also called from inside the denoiser's training, which measures under no_grad
+        model, _ = train_classifier(train_images, train_labels, n_classes, epochs=epochs, seed=seed)
+    return float((predict(model, test_images) == test_labels).mean())
+
+
+@torch.no_grad()
+def reconstruct(vae, images: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    y = vae.decode(vae.encode(x).latent_dist.mean).sample
+    return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overrides: dict,
+          guidance: list[float] = ()) -> pd.DataFrame:
+    preset = load_preset(preset_name, **{**overrides, "tp_generator_steps": max(at)})
+    zoo = TrainProVeZoo(preset, show_progress=False)
+    tp, n_classes, epochs = preset.trainprove, len(zoo.classes), preset.trainprove.classifier_epochs
+    spec = zoo.spec(generator)
+    started = time.perf_counter()
+    data, labels = zoo.object_draw(generator, zoo.train_images_per_class(), "generator-training")
+    fresh, fresh_labels = zoo.object_draw(generator, per_class, "pilot-fresh")
+    vae = zoo.vae(generator)
+    vae_seconds = time.perf_counter() - started
+    # ceilings on as many training images as the fidelity classifier gets
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(n_classes)])
+    ceilings = {"rendered": accuracy(data.images[keep], labels[keep], fresh.images, fresh_labels, n_classes, epochs, 0),
+                "reconstructed": accuracy(reconstruct(vae, data.images[keep]), labels[keep],
+                                          reconstruct(vae, fresh.images), fresh_labels, n_classes, epochs, 0)}
+    print(ceilings, flush=True)
+    vocabulary = scenes.vocabulary() + tp.prompt_template.replace("{}", " ").split()
+    seed = derive_seed(preset.seed, "tp-generator", generator)
+    pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, vae, seed=seed)
+    pipe.set_progress_bar_config(disable=True)
+    rows, train_started = [], time.perf_counter()
+
+    def measure(step: int) -> None:
+        if step not in at:
+            return
+        trained_s = time.perf_counter() - train_started
+        for scale in guidance or [zoo.sampling(generator)["guidance_scale"]]:
+            sampling = {**zoo.sampling(generator), "guidance_scale": scale}
+            sets = [generate_labelled(pipe, zoo.prompts, per_class, seed=derive_seed(seed, purpose, step),
+                                      sampling=sampling, resolution=preset.world.resolution,
+                                      output_resolution=tp.resolution, batch_size=preset.sampling.batch_size,
+                                      desc=purpose, show_progress=False) for purpose in ("train", "test")]
+            fidelity = accuracy(sets[0].images, sets[0].labels, sets[1].images, sets[1].labels, n_classes, epochs, 0)
+            rows.append({"generator": generator, "step": step, "guidance_scale": scale, "class_fidelity": fidelity,
+                         "train_s": round(trained_s), "vae_s": round(vae_seconds),
+                         "rendered_accuracy": ceilings["rendered"], "reconstructed_accuracy": ceilings["reconstructed"],
+                         **{k: str(v) for k, v in overrides.items()}})
+            print(rows[-1], flush=True)
+
+    train_denoiser(pipe, data, steps=max(at), batch_size=tp.generator_batch_size, lr=tp.generator_lr,
+                   seed=seed, train_text_encoder=True, desc=f"train {generator}", show_progress=False, after_step=measure)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--generator", default="sd14")
+    parser.add_argument("--at", default="500,1000,2000", help="steps at which to measure, comma-separated")
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--guidance", default="", help="guidance scales to sample with, comma-separated "
+                        "(default: the generator's own)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
+    parser.add_argument("--name", default="tp_fidelity_pilot")
+    parser.add_argument("--out", default="data/pilots")
+    args = parser.parse_args()
+    overrides = dict(parse_assignment(a) for a in args.set)
+    at = sorted(int(s) for s in args.at.split(","))
+    guidance = [float(g) for g in args.guidance.split(",") if g]
+    table = pilot(args.preset, args.generator, at, args.per_class, overrides, guidance)
+    write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_tp_fidelity.py", args.out)
+    print(table.round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
