@@ -257,7 +257,6 @@ class GeneratorZoo:
         """The defender's fresh test images from every generator."""
         return {g: self.images(g, "test") for g in self.generators}
 
-
     def build_generators(self, n_jobs: int) -> None:
         """CPU scale: every generator's training draw, the VAEs, then the generators, fanned out (paper scale: none)."""
         if self.p.is_paper_scale:
