@@ -125,6 +125,19 @@ def test_caption_detail_sets_the_share_of_long_captions_and_leaves_the_images_al
         load_preset("smoke", tp_caption_detail=1.5)
 
 
+def test_generator_learning_rate_is_per_architecture_and_keys_the_generator(tmp_path):
+    zoo = TrainProVeZoo(load_preset("smoke", tp_generator_lrs={"v1": 4e-3, "v2": 1e-3}), cache_root=tmp_path)
+    assert zoo.generator_lr("sd14") == 4e-3 and zoo.generator_lr("pixart") == 1e-3
+    assert zoo.generator_config("pixart")["lr"] == 1e-3
+    other = TrainProVeZoo(load_preset("smoke", tp_generator_lrs={"v1": 4e-3, "v2": 2e-3}), cache_root=tmp_path)
+    assert other.generator_config("sd14") == zoo.generator_config("sd14")
+    assert other.generator_config("pixart") != zoo.generator_config("pixart")
+    with pytest.raises(ParameterError, match="tp_generator_lrs"):
+        TrainProVeZoo(load_preset("smoke", tp_generator_lrs={"v1": 4e-3}), cache_root=tmp_path)
+    with pytest.raises(ParameterError, match="tp_generator_lrs"):
+        load_preset("smoke", tp_generator_lrs={"v1": 0})
+
+
 def test_object_sizes_restrict_the_world_and_are_validated():
     big_only = object_attributes(["big"])
     weights = attribute_weights("sd14", 2.0, 0, big_only)

@@ -138,6 +138,19 @@ def test_house_styles_differ_keep_the_shape_and_vanish_at_strength_zero():
         apply_style(images, STYLES["lcm"], -1.0, seed=0)
 
 
+def test_a_generator_draw_is_keyed_by_its_look(tmp_path, monkeypatch):
+    from provlib.presets import load_preset
+    from provlib.trainprove import styles
+    from provlib.trainprove.zoo import TrainProVeZoo
+    zoo = TrainProVeZoo(load_preset("smoke", tp_style_strength=1.0), cache_root=tmp_path)
+    before = {d: zoo.draw_config(d, 4, "generator-training") for d in ("sd14", "cascade", "real")}
+    monkeypatch.setitem(styles.STYLES, "cascade", styles.Style(grain=3.0))
+    after = {d: zoo.draw_config(d, 4, "generator-training") for d in ("sd14", "cascade", "real")}
+    assert after["cascade"] != before["cascade"] and after["sd14"] == before["sd14"] and after["real"] == before["real"]
+    assert zoo.vae_config("cascade") != TrainProVeZoo(load_preset("smoke", tp_style_strength=0.0),
+                                                        cache_root=tmp_path).vae_config("cascade")
+
+
 def test_owner_checks_name_a_separable_generator_and_mark_fidelity():
     from provlib.trainprove.owner_checks import generator_attribution, transfer_matrix
     from provlib.trainprove.test import LabelledImages

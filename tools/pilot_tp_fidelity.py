@@ -85,7 +85,7 @@ def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overr
                          **{k: str(v) for k, v in overrides.items()}})
             print(rows[-1], flush=True)
 
-    train_denoiser(pipe, data, steps=max(at), batch_size=tp.generator_batch_size, lr=tp.generator_lr,
+    train_denoiser(pipe, data, steps=max(at), batch_size=tp.generator_batch_size, lr=zoo.generator_lr(generator),
                    seed=seed, train_text_encoder=True, desc=f"train {generator}", show_progress=False, after_step=measure)
     return pd.DataFrame(rows)
 

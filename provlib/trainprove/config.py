@@ -26,6 +26,13 @@ def _template(value):
     return None if isinstance(value, str) and value.count("{}") == 1 else "a prompt with one '{}' where the class name goes"
 
 
+def _learning_rates(value):
+    if isinstance(value, dict) and value and all(isinstance(k, str) and positive_number(v) is None
+                                                 for k, v in value.items()):
+        return None
+    return "a dict of architecture name -> learning rate (a positive number), e.g. {'v1': 0.004, 'v2': 0.002}"
+
+
 @dataclass(frozen=True)
 class TrainProVe(Section):
     generators: tuple = setting(("sd14", "lcm", "pixart", "cascade"), names(at_least=3))  # CPU analogues or the real four
@@ -41,10 +48,12 @@ class TrainProVe(Section):
     # draws. Chosen on the generators' own class fidelity (a classifier trained on a generator's images, tested on fresh
     # ones from it), never on suspects (tools/pilot_tp_fidelity.py, data/pilots/tp_fidelity_pilot.csv): small shapes do
     # not survive a 4x VAE at 32 px; for sd14, lr 6e-4 with half the captions detailed reached 0.71 after 4000 steps,
-    # lr 4e-3 on bare class captions 0.82 after 1500 (guidance 9)
+    # lr 4e-3 on bare class captions 0.82 after 1500 (guidance 9). The learning rate is per tiny architecture
+    # (``models.TINY_ARCHITECTURES``): the larger v2 analogues (pixart, cascade) stay at chance at 4e-3
+    # (data/pilots/tp_fidelity_pilot_pixart*.csv)
     generator_steps: int = setting(1500, positive_int)
     generator_batch_size: int = setting(32, positive_int)
-    generator_lr: float = setting(4e-3, positive_number)
+    generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
     sizes: tuple = setting(("big",), names(allowed=SIZES))
     draw_concentration: float = setting(2.0, positive_number)  # Dirichlet skew of each analogue's attribute draw
     # CPU scale: the share of a generator's training captions that name every attribute (the rest are the bare class

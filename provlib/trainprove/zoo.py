@@ -77,6 +77,11 @@ class GeneratorZoo:
             unknown = [g for g in preset.trainprove.generators if g not in CPU_GENERATORS]
             if unknown:
                 raise ParameterError("tp_generators", f"names of CPU analogues, from {sorted(CPU_GENERATORS)}", unknown)
+            missing = sorted({CPU_GENERATORS[g].architecture for g in preset.trainprove.generators}
+                             - set(preset.trainprove.generator_lrs))
+            if missing:
+                raise ParameterError("tp_generator_lrs", f"a learning rate for every analogue's architecture {missing}",
+                                     preset.trainprove.generator_lrs)
 
     @property
     def generators(self) -> list[str]:
@@ -91,6 +96,10 @@ class GeneratorZoo:
             raise ParameterError("generator", f"one of {self.generators}", generator)
         return CPU_GENERATORS[generator]
 
+    def generator_lr(self, generator: str) -> float:
+        """A CPU analogue's denoiser learning rate: its architecture's entry of ``tp_generator_lrs``."""
+        return float(self.p.trainprove.generator_lrs[self.spec(generator).architecture])
+
     def describe(self) -> list[dict]:
         """One row per generator: what it stands for and how it differs."""
         if self.p.is_paper_scale:
@@ -101,7 +110,7 @@ class GeneratorZoo:
             spec = self.spec(g)
             rows.append({"generator": g, **{k: v for k, v in asdict(spec).items() if k != "name"},
                          "sampling_steps": self.sampling(g)["num_inference_steps"], "train_images": self.p.trainprove.generator_images,
-                         "train_steps": self.p.trainprove.generator_steps})
+                         "train_steps": self.p.trainprove.generator_steps, "train_lr": self.generator_lr(g)})
         return rows
 
     # ---- CPU-scale generators ----------------------------------------------------------------------
@@ -111,8 +120,9 @@ class GeneratorZoo:
                 "classes": self.classes, "template": p.trainprove.prompt_template, "resolution": p.world.resolution,
                 "concentration": p.trainprove.draw_concentration, "sizes": list(p.trainprove.sizes),
                 "seed": derive_seed(p.seed, "tp-data", draw, purpose),
-                # a generator's house style enters the key only when on (today's artifacts keep theirs)
-                **({"style": p.trainprove.style_strength} if p.trainprove.style_strength and draw != REAL else {}),
+                # a generator's house style, its strength and its look, enters the key only when on
+                **({"style": p.trainprove.style_strength, "look": asdict(style_of(draw))}
+                   if p.trainprove.style_strength and draw != REAL else {}),
                 **({"caption_detail": p.trainprove.caption_detail}
                    if p.trainprove.caption_detail != 0.5 and draw != REAL else {})}
 
@@ -167,7 +177,7 @@ class GeneratorZoo:
             return {"kind": "tp_generator", "checkpoint": location, "contents": self.fingerprint(location)}
         return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
                 "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
-                "batch_size": p.trainprove.generator_batch_size, "lr": p.trainprove.generator_lr,
+                "batch_size": p.trainprove.generator_batch_size, "lr": self.generator_lr(generator),
                 "seed": derive_seed(p.seed, "tp-generator", generator),
                 "data": config_hash(self.draw_config(generator, self.train_images_per_class(), "generator-training"))}
 
@@ -184,7 +194,7 @@ class GeneratorZoo:
             pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, self.vae(generator), seed=config["seed"])
             tp = self.p.trainprove
             losses = train_denoiser(pipe, data, steps=tp.generator_steps, batch_size=tp.generator_batch_size,
-                                    lr=tp.generator_lr, seed=config["seed"], train_text_encoder=True,
+                                    lr=self.generator_lr(generator), seed=config["seed"], train_text_encoder=True,
                                     checkpoint_dir=self.store.work_dir("tp_generator", config),
                                     checkpoint_every=self.p.runtime.checkpoint_every, desc=f"train generator {generator}",
                                     show_progress=self.show_progress)
