@@ -150,7 +150,8 @@ def test_object_sizes_restrict_the_world_and_are_validated():
         load_preset("smoke", tp_sizes=[])
 
 
-@pytest.mark.parametrize("recipe", [Recipe(), Recipe("resnet", 4e-3, 5e-4, 32, "focal"), Recipe("mlp", 1e-3, 5e-2, 128, "ce")])
+@pytest.mark.parametrize("recipe", [Recipe(), Recipe("resnet", 4e-3, 5e-4, 32, "focal"), Recipe("mlp", 1e-3, 5e-2, 128, "ce"),
+                                    Recipe("vit", 4e-3, 0.0, 32, "ce"), Recipe("convnext", 4e-3, 0.0, 32, "focal")])
 def test_each_classifier_family_learns_a_separable_task_and_round_trips(recipe, tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 40)
@@ -165,7 +166,7 @@ def test_suspects_train_by_recipes_unlike_the_shadows():
     specs = TrainProVeZoo(load_preset("cpu")).classifier_specs()
     suspects = [s for s in specs if s.role == "suspect"]
     assert {s.recipe for s in specs if s.role == "shadow"} == {Recipe()}
-    assert {s.recipe.architecture for s in suspects} == {"cnn", "resnet", "mlp"}
+    assert {s.recipe.architecture for s in suspects} == {"cnn", "resnet", "vit"}
     assert {s.recipe.loss for s in suspects} == {"ce", "focal"} and len({s.recipe.lr for s in suspects}) == 3
     # every training source is learned by more than one architecture
     assert all(len({s.recipe.architecture for s in suspects if s.source == src}) >= 3 for src in {s.source for s in suspects})

@@ -11,7 +11,7 @@ from provlib.trainprove.grubbs import (
     p_value,
     within_class_similarity,
 )
-from provlib.trainprove.study import GrubbsSetup, summary_by_rule, verdict_table
+from provlib.trainprove.study import GrubbsSetup, summary_by_family, summary_by_rule, verdict_table
 from provlib.trainprove.zoo import ClassifierSpec
 
 
@@ -112,6 +112,9 @@ def test_verdicts_score_the_suspect_on_its_own_answers_and_the_shadow_only_as_re
     assert set(verdicts.rule) == {"grubbs", "grubbs-ent", "grubbs-sim", "fisher"}
     table = summary_by_rule(verdicts).set_index("rule")
     assert table.loc["grubbs", "accuracy"] == 1.0 and table.loc["grubbs", "pairs"] == 2
+    families = summary_by_family(verdicts).set_index(["rule", "architecture"])
+    assert families.loc[("grubbs", "cnn"), "pairs"] == 2 and families.loc[("grubbs", "cnn"), "tpr"] == 1.0
+    assert families.loc[("grubbs", "cnn"), "fpr"] == 0.0
 
 
 def test_grubbs_rules_need_the_shadows():

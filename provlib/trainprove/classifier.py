@@ -78,7 +78,66 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-ARCHITECTURES = {"cnn": SmallCNN, "resnet": SmallResNet, "mlp": MLP}
+class _ConvNeXtBlock(nn.Module):
+    """Depthwise 7x7 convolution, LayerNorm, an inverted bottleneck MLP and a residual (Liu et al., arXiv 2201.03545)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.depthwise = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels))
+
+    def forward(self, x):
+        y = self.mlp(self.norm(self.depthwise(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        return x + y
+
+
+class SmallConvNeXt(nn.Module):
+    """A ConvNeXt in miniature (patchify stem, two stages of two blocks): the authors' suspects include ConvNeXt."""
+
+    def __init__(self, n_classes: int, width: int = 32):
+        super().__init__()
+        self.n_classes, self.width = n_classes, width
+        self.stem = nn.Conv2d(3, width, 2, stride=2)
+        self.stage1 = nn.Sequential(_ConvNeXtBlock(width), _ConvNeXtBlock(width))
+        self.down = nn.Conv2d(width, 2 * width, 2, stride=2)
+        self.stage2 = nn.Sequential(_ConvNeXtBlock(2 * width), _ConvNeXtBlock(2 * width))
+        self.norm = nn.LayerNorm(2 * width)
+        self.head = nn.Linear(2 * width, n_classes)
+
+    def forward(self, x):
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        return self.head(self.norm(x.mean(dim=(2, 3))))
+
+
+class TinyViT(nn.Module):
+    """A vision transformer in miniature (4 px patches, 4 layers): the authors' suspects include ViT-T/S/B."""
+
+    def __init__(self, n_classes: int, width: int = 64, patch: int = 4, depth: int = 4, resolution: int = 32):
+        super().__init__()
+        self.n_classes, self.width = n_classes, width
+        self.patchify = nn.Conv2d(3, width, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.position = nn.Parameter(torch.randn(1, (resolution // patch) ** 2 + 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        grid = self.patchify(x)
+        tokens = grid.flatten(2).transpose(1, 2)
+        position = self.position[:, 1:]
+        side = int(round(position.shape[1] ** 0.5))
+        if grid.shape[-2:] != (side, side):  # another input size: resample the position grid, as ViTs do
+            position = F.interpolate(position.transpose(1, 2).reshape(1, -1, side, side), size=grid.shape[-2:],
+                                     mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
+        tokens = torch.cat([(self.cls + self.position[:, :1]).expand(len(tokens), -1, -1), tokens + position], dim=1)
+        return self.head(self.norm(self.encoder(tokens)[:, 0]))
+
+
+ARCHITECTURES = {"cnn": SmallCNN, "resnet": SmallResNet, "mlp": MLP, "convnext": SmallConvNeXt, "vit": TinyViT}
 LOSSES = ("ce", "focal")
 
 

@@ -121,6 +121,13 @@ def summary_by_rule(verdicts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("rule").reindex([r for r in RULES if r in set(verdicts.rule)]).reset_index()
 
 
+def summary_by_family(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` per (rule, suspect family): a family much weaker than the shadow fails the accuracy test."""
+    rows = [{"rule": rule, "architecture": family, **summary(group)}
+            for (rule, family), group in verdicts.groupby(["rule", "recipe_architecture"], sort=False)]
+    return pd.DataFrame(rows)
+
+
 def by_test_size(specs: list[ClassifierSpec], answers: dict, labels: dict[str, np.ndarray], defenders: list[str],
                  sizes: list[int], repeats: int, alpha: float, seed: int, *, rules=RULES,
                  shadows: dict[str, str] | None = None, grubbs: GrubbsSetup = GrubbsSetup()) -> pd.DataFrame:
