@@ -1,4 +1,4 @@
-"""The task models of TrainProVe: small image classifiers of three families, trained by a recipe of their own.
+"""The task models of TrainProVe: small image classifiers of five families, each trained by a recipe of its own.
 
 The defender calls ``predict`` on a label-only suspect (labels out, nothing else) and ``logits`` where the suspect
 returns its output vector (what TrainProVe-Ent and -Sim need).
