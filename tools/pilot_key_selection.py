@@ -77,7 +77,6 @@ def main() -> None:
     args = parser.parse_args()
     configs = [dict(parse_assignment(item) for item in shlex.split(text)) for text in args.config] or [{}]
     table = pd.concat([pilot_config(args.preset, overrides, args.sources) for overrides in configs], ignore_index=True)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     write_pilot_table(table, args.name, load_preset(args.preset), "tools/pilot_key_selection.py", args.out)
     summary = (table.groupby(["config", "source", "answerer", "delta0", "strategy"], sort=False).conf.mean()
                .unstack("strategy").assign(difference=lambda t: t.strategy12 - t.random))

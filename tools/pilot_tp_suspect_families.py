@@ -24,8 +24,9 @@ from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.trainprove.classifier import ARCHITECTURES, draw_recipe, logits, train_classifier  # noqa: E402
-from provlib.trainprove.grubbs import batch_scores, batches, grubbs_test  # noqa: E402
-from provlib.trainprove.zoo import ClassifierSpec, TrainProVeZoo  # noqa: E402
+from provlib.trainprove.grubbs import batch_scores, grubbs_test  # noqa: E402
+from provlib.trainprove.study import GrubbsSetup  # noqa: E402
+from provlib.trainprove.zoo import TrainProVeZoo  # noqa: E402
 
 
 def pilot(preset, generators: list[str], families: list[str], n_recipes: int) -> pd.DataFrame:
@@ -34,9 +35,8 @@ def pilot(preset, generators: list[str], families: list[str], n_recipes: int) ->
     for generator in generators:
         own, test = zoo.images(generator, "shadow"), zoo.images(generator, "test")
         # the notebook's own shadow and batches (same seeds), so the verdicts are the ones notebook 07 would give
-        shadow = zoo.classifier(ClassifierSpec(f"shadow_{generator}", generator,
-                                               derive_seed(preset.seed, "tp-shadow", generator), "shadow"))
-        split = batches(len(test.labels), tp.grubbs_batches, derive_seed(preset.seed, "tp-batches", generator))
+        shadow = zoo.classifier(zoo.shadow_spec(generator))
+        split = GrubbsSetup(tp.grubbs_batches, tp.grubbs_quantile, preset.seed).split(len(test.labels), generator)
         reference = batch_scores("grubbs", logits(shadow, test.images), test.labels, split)
         for family in families:
             for k in range(n_recipes):

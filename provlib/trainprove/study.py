@@ -32,6 +32,10 @@ class GrubbsSetup:
     quantile: str = "published"
     seed: int = 0
 
+    def split(self, n_images: int, defender: str) -> list[np.ndarray]:
+        """The defender's validation images split into its seeded batches (the same for every suspect)."""
+        return batches(n_images, self.n_batches, derive_seed(self.seed, "tp-batches", defender))
+
 
 def outputs(zoo: TrainProVeZoo, specs: list[ClassifierSpec], test_sets: dict[str, LabelledImages]) -> dict:
     """``model_id -> generator -> logits [images, classes]``: each classifier is queried once per test image."""
@@ -72,8 +76,7 @@ def verdict_table(specs: list[ClassifierSpec], answers: dict, labels: dict[str, 
     if grubbs_rules and not shadows:
         raise ParameterError("shadows", "the defender -> shadow model_id map (the Grubbs rules' reference)", shadows)
     correct = correctness(answers, labels) if "fisher" in rules else {}  # only the reference-based rule reads it
-    splits = {d: batches(len(labels[d]), grubbs.n_batches, derive_seed(grubbs.seed, "tp-batches", d)) for d in defenders} \
-        if grubbs_rules else {}
+    splits = {d: grubbs.split(len(labels[d]), d) for d in defenders} if grubbs_rules else {}
     shadow_scores = {(r, d): batch_scores(r, answers[shadows[d]][d], labels[d], splits[d])
                      for r in grubbs_rules for d in defenders}
     rows = []

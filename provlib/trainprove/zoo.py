@@ -296,8 +296,12 @@ class TrainProVeZoo(GeneratorZoo):
                  for source in self.suspect_sources() for k in range(tp.suspect_seeds)}
         specs = [ClassifierSpec(f"{source}_{k:02d}", source, seed, "suspect", recipe(seed, k))
                  for (source, k), seed in seeds.items()]
-        specs += [ClassifierSpec(f"shadow_{g}", g, derive_seed(p.seed, "tp-shadow", g), "shadow") for g in self.generators]
+        specs += [self.shadow_spec(g) for g in self.generators]
         return specs
+
+    def shadow_spec(self, generator: str) -> ClassifierSpec:
+        """The defender's shadow classifier for ``generator`` (the default recipe, on its own fresh generations)."""
+        return ClassifierSpec(f"shadow_{generator}", generator, derive_seed(self.p.seed, "tp-shadow", generator), "shadow")
 
     def training_images(self, spec: ClassifierSpec) -> LabelledImages:
         """A shadow trains on the defender's own fresh generations; a suspect samples its sources' pools (mixtures half-half)."""
