@@ -257,6 +257,7 @@ PRESETS = {
         cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
         tp_generator_images=96, tp_generator_steps=6, tp_pool_per_class=6, tp_train_per_class=4,
         tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
+        tp_grubbs_batches=10,  # 24 test images: 15 batches would hold one or two images each
         wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
         wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"), wm_laundering_fraction=0.25,
         wm_subspace_probe_images=4, wm_subspace_images=16,

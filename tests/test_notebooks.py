@@ -62,7 +62,7 @@ FIGURES = {
     "06": ["06_marked_examples", "06_conf_vs_rho_three_methods", "06_detection_vs_fraction", "06_fine_tune_generations",
            "06_leak_tracing", "06_robustness"],
     "07": ["07_generator_samples", "07_accuracy_profile", "07_generator_checks", "07_generator_recipe_pilot",
-           "07_suspect_family_pilot", "07_verification_matrix", "07_rules_compared", "07_pvalues_and_gap", "07_test_size"],
+           "07_suspect_family_pilot", "07_grubbs_batches_pilot", "07_verification_matrix", "07_rules_compared", "07_pvalues_and_gap", "07_test_size"],
 }
 
 

@@ -1,5 +1,6 @@
 """TrainProVe: the hypothesis-test wrapper on constructed accuracies, bad inputs, and the classifier/zoo plumbing."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from provlib.core.errors import ParameterError
@@ -173,3 +174,16 @@ def test_suspects_train_by_recipes_unlike_the_shadows():
     assert draw_recipe(7, "mlp", (1e-3, 2e-3), (0.0,), (32,), ("ce",)) == draw_recipe(7, "mlp", (1e-3, 2e-3), (0.0,), (32,), ("ce",))
     with pytest.raises(ParameterError, match="tp_suspect_architectures"):
         load_preset("smoke", tp_suspect_architectures=["vit-huge"])
+
+
+def test_batch_count_summary_reads_tpr_on_positives_and_fpr_on_negatives():
+    from provlib.trainprove.study import batch_count_summary
+
+    table = pd.DataFrame({"n_batches": [10] * 4 + [20] * 4,
+                          "trained_on_defender": [True, True, False, False] * 2,
+                          "verified": [True, False, False, False, True, True, True, False],
+                          "threshold": [0.1] * 4 + [0.2] * 4})
+    rows = batch_count_summary(table).set_index("n_batches")
+    assert (rows.loc[10, "tpr"], rows.loc[10, "fpr"], rows.loc[10, "accuracy"]) == (0.5, 0.0, 0.75)
+    assert (rows.loc[20, "tpr"], rows.loc[20, "fpr"], rows.loc[20, "accuracy"]) == (1.0, 0.5, 0.75)
+    assert rows.loc[20, "mean_threshold"] == pytest.approx(0.2) and rows.loc[10, "positive_pairs"] == 2

@@ -220,7 +220,9 @@ class GeneratorZoo:
                 "resolution": p.trainprove.resolution, "seed": derive_seed(p.seed, "tp-images", generator, purpose)}
 
     def purpose_size(self, purpose: str) -> int:
-        sizes = {"pool": self.p.trainprove.pool_per_class, "shadow": self.p.trainprove.train_per_class, "test": self.p.trainprove.test_per_class}
+        # "calibration": a second fresh training set of the owner's, for owner-side models that calibrate the test
+        sizes = {"pool": self.p.trainprove.pool_per_class, "shadow": self.p.trainprove.train_per_class,
+                 "calibration": self.p.trainprove.train_per_class, "test": self.p.trainprove.test_per_class}
         if purpose not in sizes:
             raise ParameterError("purpose", f"one of {sorted(sizes)}", purpose)
         return sizes[purpose]
