@@ -2,12 +2,15 @@
 
     python tools/pilot_tp_fidelity.py [--preset cpu] [--generator sd14] [--at 500,1000,2000] [--guidance 3,6]
                                       [--set tp_style_strength=1 ...] [--name tp_fidelity_pilot] [--out data/pilots]
+    python tools/pilot_tp_fidelity.py --generator lcm --sampling-steps 4,8,12 [...]
 
 Trains one generator analogue exactly as notebook 07 does (its data draw, VAE, architecture, recipe) up to the
 largest step of ``--at`` and measures its class fidelity at every step of ``--at``: a classifier (the shadow's
 recipe) trained on ``--per-class`` of its class-prompted images per class and tested on as many fresh ones. Also
 reported, as ceilings: the same classifier on rendered images of that generator's draw, and on their reconstructions
 through the generator's VAE. No suspect is built or read. Writes ``<name>.csv``, one row per measured step.
+With ``--sampling-steps`` it trains nothing: it samples notebook 07's generator (from the cache) with each number
+of sampling steps and measures the same class fidelity.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from provlib.core.store import derive_seed  # noqa: E402
 from provlib.core.train import train_denoiser  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.trainprove.classifier import predict, train_classifier  # noqa: E402
-from provlib.trainprove.generators import generate_labelled  # noqa: E402
+from provlib.trainprove.generators import generate_labelled, load_generator  # noqa: E402
 from provlib.trainprove.zoo import TrainProVeZoo  # noqa: E402
 
 
@@ -90,6 +93,32 @@ def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overr
     return pd.DataFrame(rows)
 
 
+def sampling_pilot(preset_name: str, generator: str, sampling_steps: list[int], per_class: int, overrides: dict,
+                   guidance: list[float] = ()) -> pd.DataFrame:
+    """The generator notebook 07 trains (from the zoo's cache, trained there if absent), sampled with each number of
+    ``sampling_steps``: its class fidelity, measured as ``pilot`` measures it."""
+    preset = load_preset(preset_name, **overrides)
+    zoo = TrainProVeZoo(preset, show_progress=False)
+    tp, n_classes = preset.trainprove, len(zoo.classes)
+    pipe = load_generator(zoo.generator_location(generator), preset.runtime.device, preset.runtime.dtype)
+    seed = derive_seed(preset.seed, "tp-generator", generator)
+    rows = []
+    for steps in sampling_steps:
+        for scale in guidance or [zoo.sampling(generator)["guidance_scale"]]:
+            sampling = {**zoo.sampling(generator), "num_inference_steps": steps, "guidance_scale": scale}
+            sets = [generate_labelled(pipe, zoo.prompts, per_class, seed=derive_seed(seed, purpose, "sampling", steps),
+                                      sampling=sampling, resolution=preset.world.resolution,
+                                      output_resolution=tp.resolution, batch_size=preset.sampling.batch_size,
+                                      desc=purpose, show_progress=False) for purpose in ("train", "test")]
+            fidelity = accuracy(sets[0].images, sets[0].labels, sets[1].images, sets[1].labels, n_classes,
+                                tp.classifier_epochs, 0)
+            rows.append({"generator": generator, "step": tp.generator_steps, "sampling_steps": steps,
+                         "guidance_scale": scale, "class_fidelity": fidelity, "seed": preset.seed,
+                         **{k: str(v) for k, v in overrides.items()}})
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu")
@@ -98,14 +127,20 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--guidance", default="", help="guidance scales to sample with, comma-separated "
                         "(default: the generator's own)")
+    parser.add_argument("--sampling-steps", default="", help="instead of training: sample notebook 07's trained "
+                        "generator (cached) with each of these step counts, comma-separated")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
     parser.add_argument("--name", default="tp_fidelity_pilot")
     parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
     overrides = dict(parse_assignment(a) for a in args.set)
-    at = sorted(int(s) for s in args.at.split(","))
     guidance = [float(g) for g in args.guidance.split(",") if g]
-    table = pilot(args.preset, args.generator, at, args.per_class, overrides, guidance)
+    if args.sampling_steps:
+        table = sampling_pilot(args.preset, args.generator, [int(s) for s in args.sampling_steps.split(",")],
+                               args.per_class, overrides, guidance)
+    else:
+        table = pilot(args.preset, args.generator, sorted(int(s) for s in args.at.split(",")), args.per_class,
+                      overrides, guidance)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_tp_fidelity.py", args.out)
     print(table.round(3).to_string(index=False))
 
