@@ -33,6 +33,12 @@ def _learning_rates(value):
     return "a dict of architecture name -> learning rate (a positive number), e.g. {'v1': 0.004, 'v2': 0.002}"
 
 
+def _step_counts(value):
+    if isinstance(value, dict) and all(isinstance(k, str) and positive_int(v) is None for k, v in value.items()):
+        return None
+    return "a dict of generator name -> sampling steps (a positive integer), e.g. {'lcm': 12}"
+
+
 @dataclass(frozen=True)
 class TrainProVe(Section):
     generators: tuple = setting(("sd14", "lcm", "pixart", "cascade"), names(at_least=3))  # CPU analogues or the real four
@@ -56,6 +62,11 @@ class TrainProVe(Section):
     generator_steps: int = setting(2250, positive_int)
     generator_batch_size: int = setting(32, positive_int)
     generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
+    # CPU scale: sampling steps of an analogue where they differ from its real model's (the table's ``steps``). The
+    # real LCM is distilled for 4 steps; its analogue is not, and its class fidelity at 4 / 8 / 12 steps is 0.59 /
+    # 0.66 / 0.79 at seed 0 and 0.53 / 0.68 / 0.74 at seed 1 (tools/pilot_tp_fidelity.py --sampling-steps,
+    # data/pilots/tp_fidelity_pilot_lcm_sampling*.csv): it keeps the few-step LCM scheduler, at 12 steps
+    sampling_steps: dict = setting({"lcm": 12}, _step_counts)
     sizes: tuple = setting(("big",), names(allowed=SIZES))
     draw_concentration: float = setting(2.0, positive_number)  # Dirichlet skew of each analogue's attribute draw
     # CPU scale: the share of a generator's training captions that name every attribute (the rest are the bare class

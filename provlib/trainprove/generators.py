@@ -45,10 +45,7 @@ class GeneratorSpec:
 # (owner-side pilot: sd14's class fidelity 0.77 at guidance 6, 0.82 at 9); the real LCM's low guidance is not copied
 CPU_GENERATORS = {
     "sd14": GeneratorSpec("sd14", "Stable Diffusion v1.4", "v1", "DDIMScheduler", 20, 9.0, "shared"),
-    # the real LCM is distilled for 4 steps; the analogue is not, and at 4 steps its class fidelity is 0.59 / 0.53
-    # (seeds 0 / 1), at 8 steps 0.66 / 0.68, at 12 steps 0.79 / 0.74 (tools/pilot_tp_fidelity.py --sampling-steps,
-    # data/pilots/tp_fidelity_pilot_lcm_sampling*.csv): it keeps the few-step LCM scheduler at 12
-    "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 12, 9.0, "shared"),
+    "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 4, 9.0, "shared"),
     "pixart": GeneratorSpec("pixart", "PixArt-alpha", "v2", "DPMSolverMultistepScheduler", 14, 9.0, "shared"),
     # Stable Cascade works in a much more compressed latent: its analogue has its own 4-channel VAE
     "cascade": GeneratorSpec("cascade", "Stable Cascade", "v2", "EulerAncestralDiscreteScheduler", 20, 9.0, "own", 4),

@@ -210,7 +210,8 @@ class GeneratorZoo:
         if self.p.is_paper_scale:
             return dict(PAPER_SAMPLING.get(generator, DEFAULT_PAPER_SAMPLING))
         spec = self.spec(generator)
-        return {"num_inference_steps": min(spec.steps, self.p.sampling.inference_steps), "guidance_scale": spec.guidance_scale}
+        steps = self.p.trainprove.sampling_steps.get(generator, spec.steps)
+        return {"num_inference_steps": min(steps, self.p.sampling.inference_steps), "guidance_scale": spec.guidance_scale}
 
     # ---- labelled image sets -------------------------------------------------------------------------
     def images_config(self, generator: str, purpose: str, n_per_class: int) -> dict:
