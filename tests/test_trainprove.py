@@ -187,3 +187,14 @@ def test_batch_count_summary_reads_tpr_on_positives_and_fpr_on_negatives():
     assert (rows.loc[10, "tpr"], rows.loc[10, "fpr"], rows.loc[10, "accuracy"]) == (0.5, 0.0, 0.75)
     assert (rows.loc[20, "tpr"], rows.loc[20, "fpr"], rows.loc[20, "accuracy"]) == (1.0, 0.5, 0.75)
     assert rows.loc[20, "mean_threshold"] == pytest.approx(0.2) and rows.loc[10, "positive_pairs"] == 2
+
+
+def test_sampling_steps_override_changes_sampling_not_the_generator(tmp_path):
+    base = TrainProVeZoo(load_preset("cpu"), tmp_path, show_progress=False)
+    four = TrainProVeZoo(load_preset("cpu", tp_sampling_steps={}), tmp_path, show_progress=False)
+    assert base.sampling("lcm")["num_inference_steps"] == 12 and four.sampling("lcm")["num_inference_steps"] == 4
+    assert base.sampling("sd14") == four.sampling("sd14")
+    assert base.generator_config("lcm") == four.generator_config("lcm")  # sampling never retrains a generator
+    assert base.images_config("lcm", "test", 5) != four.images_config("lcm", "test", 5)
+    with pytest.raises(ParameterError, match="tp_sampling_steps"):
+        load_preset("cpu", tp_sampling_steps={"lcm": 0})
