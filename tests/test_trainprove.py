@@ -186,7 +186,7 @@ def test_batch_count_summary_reads_tpr_on_positives_and_fpr_on_negatives():
     rows = batch_count_summary(table).set_index("n_batches")
     assert (rows.loc[10, "tpr"], rows.loc[10, "fpr"], rows.loc[10, "accuracy"]) == (0.5, 0.0, 0.75)
     assert (rows.loc[20, "tpr"], rows.loc[20, "fpr"], rows.loc[20, "accuracy"]) == (1.0, 0.5, 0.75)
-    assert rows.loc[20, "mean_threshold"] == pytest.approx(0.2) and rows.loc[10, "positive_pairs"] == 2
+    assert rows.loc[20, "mean_threshold"] == pytest.approx(0.2) and rows.loc[10, "n_positive"] == 2
 
 
 def test_sampling_steps_override_changes_sampling_not_the_generator(tmp_path):

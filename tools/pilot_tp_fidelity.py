@@ -48,6 +48,18 @@ def reconstruct(vae, images: np.ndarray) -> np.ndarray:
     return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
+def class_fidelity(pipe, zoo: TrainProVeZoo, sampling: dict, per_class: int, seed: int, *seed_tags) -> float:
+    """A classifier (the shadow's recipe) trained on ``per_class`` of the pipeline's class-prompted images per class,
+    tested on as many fresh ones; each set is seeded by ``seed``, its purpose and ``seed_tags``."""
+    p = zoo.p
+    sets = [generate_labelled(pipe, zoo.prompts, per_class, seed=derive_seed(seed, purpose, *seed_tags),
+                              sampling=sampling, resolution=p.world.resolution, output_resolution=p.trainprove.resolution,
+                              batch_size=p.sampling.batch_size, desc=purpose, show_progress=False)
+            for purpose in ("train", "test")]
+    return accuracy(sets[0].images, sets[0].labels, sets[1].images, sets[1].labels, len(zoo.classes),
+                    p.trainprove.classifier_epochs, 0)
+
+
 def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overrides: dict,
           guidance: list[float] = ()) -> pd.DataFrame:
     preset = load_preset(preset_name, **{**overrides, "tp_generator_steps": max(at)})
@@ -76,12 +88,8 @@ def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overr
             return
         trained_s = time.perf_counter() - train_started
         for scale in guidance or [zoo.sampling(generator)["guidance_scale"]]:
-            sampling = {**zoo.sampling(generator), "guidance_scale": scale}
-            sets = [generate_labelled(pipe, zoo.prompts, per_class, seed=derive_seed(seed, purpose, step),
-                                      sampling=sampling, resolution=preset.world.resolution,
-                                      output_resolution=tp.resolution, batch_size=preset.sampling.batch_size,
-                                      desc=purpose, show_progress=False) for purpose in ("train", "test")]
-            fidelity = accuracy(sets[0].images, sets[0].labels, sets[1].images, sets[1].labels, n_classes, epochs, 0)
+            fidelity = class_fidelity(pipe, zoo, {**zoo.sampling(generator), "guidance_scale": scale}, per_class,
+                                      seed, step)
             rows.append({"generator": generator, "step": step, "guidance_scale": scale, "class_fidelity": fidelity,
                          "train_s": round(trained_s), "vae_s": round(vae_seconds),
                          "rendered_accuracy": ceilings["rendered"], "reconstructed_accuracy": ceilings["reconstructed"],
@@ -99,19 +107,14 @@ def sampling_pilot(preset_name: str, generator: str, sampling_steps: list[int], 
     ``sampling_steps``: its class fidelity, measured as ``pilot`` measures it."""
     preset = load_preset(preset_name, **overrides)
     zoo = TrainProVeZoo(preset, show_progress=False)
-    tp, n_classes = preset.trainprove, len(zoo.classes)
+    tp = preset.trainprove
     pipe = load_generator(zoo.generator_location(generator), preset.runtime.device, preset.runtime.dtype)
     seed = derive_seed(preset.seed, "tp-generator", generator)
     rows = []
     for steps in sampling_steps:
         for scale in guidance or [zoo.sampling(generator)["guidance_scale"]]:
             sampling = {**zoo.sampling(generator), "num_inference_steps": steps, "guidance_scale": scale}
-            sets = [generate_labelled(pipe, zoo.prompts, per_class, seed=derive_seed(seed, purpose, "sampling", steps),
-                                      sampling=sampling, resolution=preset.world.resolution,
-                                      output_resolution=tp.resolution, batch_size=preset.sampling.batch_size,
-                                      desc=purpose, show_progress=False) for purpose in ("train", "test")]
-            fidelity = accuracy(sets[0].images, sets[0].labels, sets[1].images, sets[1].labels, n_classes,
-                                tp.classifier_epochs, 0)
+            fidelity = class_fidelity(pipe, zoo, sampling, per_class, seed, "sampling", steps)
             rows.append({"generator": generator, "step": tp.generator_steps, "sampling_steps": steps,
                          "guidance_scale": scale, "class_fidelity": fidelity, "seed": preset.seed,
                          **{k: str(v) for k, v in overrides.items()}})

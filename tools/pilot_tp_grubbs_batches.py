@@ -31,22 +31,19 @@ from provlib.trainprove.classifier import draw_recipe, logits, train_classifier 
 from provlib.trainprove.generators import REAL  # noqa: E402
 from provlib.trainprove.grubbs import batch_scores, grubbs_test  # noqa: E402
 from provlib.trainprove.study import GrubbsSetup, batch_count_summary  # noqa: E402
-from provlib.trainprove.test import LabelledImages  # noqa: E402
 from provlib.trainprove.zoo import TrainProVeZoo  # noqa: E402
-
-
-def calibration_set(zoo: TrainProVeZoo, source: str, seed: int) -> LabelledImages:
-    """Fresh owner-side training images of ``source`` (a generator, ``real``, or ``<generator>+real``: half each)."""
-    parts, n = source.split("+"), zoo.p.trainprove.train_per_class
-    return LabelledImages.concat([zoo.images(part, "calibration").per_class_subset(n // len(parts), derive_seed(seed, part))
-                                  for part in parts])
 
 
 def pilot(preset, families: list[str], batch_counts: list[int]) -> pd.DataFrame:
     zoo = TrainProVeZoo(preset, show_progress=False)
     tp, generators = preset.trainprove, list(preset.trainprove.generators)
     tests = {g: zoo.images(g, "test") for g in generators}
-    shadows = {g: logits(zoo.classifier(zoo.shadow_spec(g)), tests[g].images) for g in generators}
+    shadow_logits = {g: logits(zoo.classifier(zoo.shadow_spec(g)), tests[g].images) for g in generators}
+    # the batches, and the shadow's scores on them, are the same for every calibration model
+    splits = {(g, n): GrubbsSetup(n, tp.grubbs_quantile, preset.seed).split(len(tests[g].labels), g)
+              for g in generators for n in batch_counts}
+    references = {key: batch_scores("grubbs", shadow_logits[key[0]], tests[key[0]].labels, split)
+                  for key, split in splits.items()}
     sources = generators + [f"{g}+{REAL}" for g in generators] + [REAL]
     rows = []
     for source in sources:
@@ -54,16 +51,15 @@ def pilot(preset, families: list[str], batch_counts: list[int]) -> pd.DataFrame:
             seed = derive_seed(preset.seed, "tp-batches-pilot", source, family)
             recipe = draw_recipe(seed, family, tp.suspect_lrs, tp.suspect_weight_decays, tp.suspect_batch_sizes,
                                  tp.suspect_losses)
-            data = calibration_set(zoo, source, seed)
+            data = zoo.mixed_images(source, "calibration", seed)  # fresh owner-side images, mixtures half-half
             model, _ = train_classifier(data.images, data.labels, len(zoo.classes), epochs=tp.classifier_epochs,
                                         seed=seed, recipe=recipe)
             for defender in generators:
                 outputs = logits(model, tests[defender].images)
                 for n in batch_counts:
-                    split = GrubbsSetup(n, tp.grubbs_quantile, preset.seed).split(len(tests[defender].labels), defender)
-                    v = grubbs_test(batch_scores("grubbs", shadows[defender], tests[defender].labels, split),
-                                    batch_scores("grubbs", outputs, tests[defender].labels, split), "lower", tp.alpha,
-                                    tp.grubbs_quantile)
+                    v = grubbs_test(references[defender, n],
+                                    batch_scores("grubbs", outputs, tests[defender].labels, splits[defender, n]),
+                                    "lower", tp.alpha, tp.grubbs_quantile)
                     rows.append({"source": source, "family": family, "defender": defender, "n_batches": n,
                                  "trained_on_defender": defender in source.split("+"), "accuracy": v.suspect_score,
                                  "shadow_mean": v.shadow_mean, "shadow_sd": v.shadow_sd, "critical": v.critical,

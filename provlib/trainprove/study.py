@@ -158,12 +158,7 @@ def by_test_size(specs: list[ClassifierSpec], answers: dict, labels: dict[str, n
 def batch_count_summary(calibration: pd.DataFrame) -> pd.DataFrame:
     """Per batch count n (``tools/pilot_tp_grubbs_batches.py``'s table): accuracy, TPR and FPR of the defenders'
     Grubbs verdicts on the owner's calibration models, and the mean threshold (critical value x shadow spread)."""
-    rows = []
-    for n, group in calibration.groupby("n_batches"):
-        positive = group.trained_on_defender.astype(bool)
-        verified = group.verified.astype(bool)
-        rows.append({"n_batches": n, "accuracy": float((verified == positive).mean()),
-                     "tpr": float(verified[positive].mean()), "fpr": float(verified[~positive].mean()),
-                     "mean_threshold": float(group.threshold.mean()), "pairs": len(group),
-                     "positive_pairs": int(positive.sum())})
-    return pd.DataFrame(rows)
+    pairs = calibration.astype({"trained_on_defender": bool, "verified": bool})
+    pairs["correct_verdict"] = pairs.verified == pairs.trained_on_defender
+    return pd.DataFrame([{"n_batches": n, **summary(group), "mean_threshold": float(group.threshold.mean())}
+                         for n, group in pairs.groupby("n_batches")])

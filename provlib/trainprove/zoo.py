@@ -308,12 +308,16 @@ class TrainProVeZoo(GeneratorZoo):
 
     def training_images(self, spec: ClassifierSpec) -> LabelledImages:
         """A shadow trains on the defender's own fresh generations; a suspect samples its sources' pools (mixtures half-half)."""
-        n = self.p.trainprove.train_per_class
         if spec.role == "shadow":
             return self.images(spec.source, "shadow")
-        parts = spec.source.split("+")
+        return self.mixed_images(spec.source, "pool", spec.seed)
+
+    def mixed_images(self, source: str, purpose: str, seed: int) -> LabelledImages:
+        """``train_per_class`` images per class of ``source`` (``a+b``: an equal share of each) drawn from ``purpose``."""
+        n = self.p.trainprove.train_per_class
+        parts = source.split("+")
         shares = [n // len(parts) + (1 if i < n % len(parts) else 0) for i in range(len(parts))]
-        return LabelledImages.concat([self.images(part, "pool").per_class_subset(share, derive_seed(spec.seed, part))
+        return LabelledImages.concat([self.images(part, purpose).per_class_subset(share, derive_seed(seed, part))
                                       for part, share in zip(parts, shares)])
 
     def set_key(self, source: str, purpose: str) -> str:
