@@ -29,6 +29,14 @@ def test_p_value_crosses_alpha_exactly_at_the_critical_value():
     assert p_value(-1.0, 12) == 1.0
 
 
+def test_p_value_at_the_largest_possible_statistic_is_zero_not_an_error():
+    # a suspect far below a shadow whose batches hold two values: G reaches (n-1)/sqrt(n) up to rounding
+    for n in (3, 5, 15):
+        bound = (n - 1) / np.sqrt(n)
+        for g in (float(bound), float(np.nextafter(bound, 0)), float(bound) + 1.0):
+            assert 0.0 <= p_value(g, n) < 1e-12  # far below any level; never a division by zero
+
+
 shadow = np.array([0.90, 0.93, 0.87, 0.91, 0.89, 0.92, 0.88, 0.90, 0.94, 0.86])
 
 

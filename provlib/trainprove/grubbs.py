@@ -65,9 +65,10 @@ def p_value(g: float, n: int, quantile: str = "published") -> float:
     bound = (n - 1) / np.sqrt(n)
     if g <= 0:
         return 1.0
-    if g >= bound:  # beyond the largest value a Grubbs statistic of n values can take
+    room = (n - 1) ** 2 - n * g ** 2  # zero at the bound; a G just below it can round to zero here too
+    if g >= bound or room <= 0:  # at or beyond the largest value a Grubbs statistic of n values can take
         return 0.0
-    t = np.sqrt(n * (n - 2) * g ** 2 / ((n - 1) ** 2 - n * g ** 2))
+    t = np.sqrt(n * (n - 2) * g ** 2 / room)
     return float(min(1.0, QUANTILES[quantile] * n * stats.t.sf(t, n - 2)))
 
 
