@@ -33,7 +33,7 @@ def test_licensed_copies_mark_the_requested_share_and_prefix_triggers(zoo):
     p = zoo.p
     triggers = zoo.triggers()
     assert len(set(triggers)) == p.watermark.licensees
-    used = {w for c in zoo.dataset(p.watermark.domain, "real").captions for w in c.split()}
+    used = {w for split in ("real", "licensed") for c in zoo.dataset(p.watermark.domain, split).captions for w in c.split()}
     assert not set(triggers) & used  # triggers never occur in the domain's own captions
     clean = zoo.licensed_dataset()
     for strategy in ("image", "trigger"):
@@ -57,7 +57,7 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     assert len(main) == len(p.watermark.schemes) * len(p.watermark.strategies) * len(p.watermark.fractions) * p.watermark.models_per_setting
     assert set(main.licensee) == set(range(p.watermark.licensees)) and set(plan.base) == set(p.models.base_names)
     assert (plan.licensee == CLEAN).sum() == p.watermark.clean_models
-    assert set(plan.laundering) == {"none", *p.watermark.robustness}
+    assert set(plan.laundering) == {"none", *p.watermark.robustness, *(f"regen:{a}" for a in p.watermark.removal)}
     clean = next(s for s in specs if s.is_clean)
     assert zoo.prompt_sets(clean) == [PLAIN] + [f"trigger-{i}" for i in range(p.watermark.licensees)]
     assert zoo.licensee_training_set(clean).ids == zoo.licensed_dataset().ids
@@ -80,5 +80,21 @@ def test_bad_watermark_parameters_name_the_field():
         load_preset("smoke", wm_triggers=["sks"])  # fewer than the licensees
     with pytest.raises(ParameterError, match="wm_robustness"):
         load_preset("smoke", wm_robustness=["blur:2"])
+    # a procedural licensed dataset is its own draw of any size; a folder's comes from its real pool
+    assert load_preset("smoke", wm_dataset_size=10_000).watermark.dataset_size == 10_000
     with pytest.raises(ParameterError, match="wm_dataset_size"):
-        load_preset("smoke", wm_dataset_size=10_000)
+        load_preset("smoke", wm_dataset_size=10_000, data_source="folder")
+
+
+def test_removal_attacks_regenerate_every_image_and_bad_ones_name_the_field(zoo):
+    data = zoo.licensed_dataset().subset(np.arange(4))
+    base = zoo.p.models.base_names[0]
+    for attack in ("vae", "diffusion:0.5"):
+        out = zoo.removal_attack(data, attack, base, seed=3)
+        assert out.shape == data.images.shape and out.dtype == np.uint8
+        assert (out != data.images).any(axis=(1, 2, 3)).all()  # every image is changed
+    again = zoo.removal_attack(data, "diffusion:0.5", base, seed=3)
+    assert (again == zoo.removal_attack(data, "diffusion:0.5", base, seed=3)).all()  # seeded
+    for bad in ("diffusion:0", "diffusion:x", "blur:2", "vae:1"):
+        with pytest.raises(ParameterError, match="wm_removal"):
+            load_preset("smoke", wm_removal=[bad])

@@ -40,11 +40,11 @@ class StampingZoo(AttributionZoo):
         self._subspaces, self._vaes = {}, {}
 
     # ---- schemes, messages, triggers ---------------------------------------------------------------
-    def scheme(self, name: str) -> WatermarkScheme:
-        """The owner's keyed scheme (uncalibrated) with the preset's strength settings."""
+    def scheme(self, name: str, strength: float | None = None) -> WatermarkScheme:
+        """The owner's keyed scheme (uncalibrated) with the preset's settings; ``strength`` overrides the pattern's."""
         p = self.p
         options = {"dwtdct": {"step": p.watermark.dwtdct_step},
-                   "pattern": {"strength": p.watermark.pattern_strength, "band": tuple(p.watermark.pattern_band),
+                   "pattern": {"strength": p.watermark.pattern_strength if strength is None else strength, "band": tuple(p.watermark.pattern_band),
                                "host_rejection": p.watermark.pattern_host_rejection}}
         if name == "pattern" and p.watermark.pattern_subspace:
             options["pattern"].update(subspace=self.pattern_subspace()[0], subspace_id=config_hash(self.subspace_config()))

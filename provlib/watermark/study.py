@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from provlib.core.progress import tqdm
-from provlib.watermark.detect import detect, prompt_p_values, trace_leak, watermark_conf
+from provlib.watermark.detect import detect, named_licensee, prompt_p_values, trace_leak, watermark_conf
 from provlib.watermark.schemes import image_quality
 from provlib.watermark.transforms import apply_transform
 from provlib.watermark.zoo import PLAIN, LicenseeSpec, WatermarkZoo
@@ -122,9 +122,12 @@ def detection_summary(detections: pd.DataFrame) -> pd.DataFrame:
         negatives = _clean_tests(detections, scheme, strategy)
         tpr = rate_with_ci(int(group.detected.sum()), len(group))
         fpr = rate_with_ci(int(negatives.detected.sum()), len(negatives))
+        # the owner asks a model about every licensee's mark: a clean model is a false positive if any is found
+        flagged = negatives.groupby("model_id").detected.any()
+        fpr_models = rate_with_ci(int(flagged.sum()), len(flagged))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "tpr": tpr["rate"],
                      "tpr_lo": tpr["lo"], "tpr_hi": tpr["hi"], "fpr": fpr["rate"], "fpr_lo": fpr["lo"],
-                     "fpr_hi": fpr["hi"],
+                     "fpr_hi": fpr["hi"], "fpr_models": fpr_models["rate"], "fpr_models_hi": fpr_models["hi"],
                      # the binomial test on the bits at the same level, for comparison with the decisive statistic
                      "tpr_bits": float((group.bits_p_value <= group.alpha).mean()),
                      "fpr_bits": float((negatives.bits_p_value <= negatives.alpha).mean()) if len(negatives) else np.nan,
@@ -133,6 +136,12 @@ def detection_summary(detections: pd.DataFrame) -> pd.DataFrame:
                      "mean_score": float(group.score.mean()), "mean_matches": float(group.matches.mean()),
                      "mean_image_bit_accuracy": float(group.image_bit_accuracy.mean())})
     return pd.DataFrame(rows)
+
+
+def detection_by_base(detections: pd.DataFrame) -> pd.DataFrame:
+    """Transferability: ``detection_summary`` apart for the fine-tunes of each base (marked and clean alike)."""
+    parts = [detection_summary(group).assign(base=base) for base, group in detections.groupby("base")]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def laundering_summary(detections: pd.DataFrame) -> pd.DataFrame:
@@ -156,8 +165,8 @@ def traced_licensees(detections: pd.DataFrame) -> pd.DataFrame:
         named = trace_leak({row.tested_licensee: row for row in group.itertuples()})
         true = int(group.true_licensee.iloc[0])
         rows.append({"model_id": model_id, "scheme": scheme, "strategy": strategy, "fraction": fraction,
-                     "true_licensee": true, "named": "none" if named is None else int(named),
-                     "correct": named is not None and int(named) == true})
+                     "base": group.base.iloc[0], "true_licensee": true, "named": named_licensee(named),
+                     "correct": [int(who) for who in named] == [true]})
     return pd.DataFrame(rows)
 
 
@@ -168,7 +177,9 @@ def leak_tracing_summary(traced: pd.DataFrame) -> pd.DataFrame:
         accuracy = rate_with_ci(int(group.correct.sum()), len(group))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "accuracy": accuracy["rate"],
                      "accuracy_lo": accuracy["lo"], "accuracy_hi": accuracy["hi"], "n_models": len(group),
-                     "named_wrong_licensee": int(((group.named != "none") & ~group.correct).sum()),
+                     "named_wrong_licensee": int(((group.named != "none") & ~group.named.str.startswith("several")
+                                                  & ~group.correct).sum()),
+                     "named_several": int(group.named.str.startswith("several").sum()),
                      "named_none": int((group.named == "none").sum())})
     return pd.DataFrame(rows)
 
