@@ -59,14 +59,32 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     assert (plan.licensee == CLEAN).sum() == p.watermark.clean_models
     assert set(plan.laundering) == {"none", *p.watermark.robustness, *(f"regen:{a}" for a in p.watermark.removal)}
     clean = next(s for s in specs if s.is_clean)
-    assert zoo.prompt_sets(clean) == [PLAIN] + [f"trigger-{i}" for i in range(p.watermark.licensees)]
+    r = p.watermark.clean_fractions[0]
+    assert zoo.prompt_sets(clean) == [zoo.prompt_set(strategy, i, r) for strategy in p.watermark.strategies
+                                      for i in range(p.watermark.licensees)]
     assert zoo.licensee_training_set(clean).ids == zoo.licensed_dataset().ids
     trigger_model = next(s for s in specs if s.strategy == "trigger")
-    prompts = zoo.prompts(f"trigger-{trigger_model.licensee}")
-    assert all(pr.split()[0] == zoo.triggers()[trigger_model.licensee] for pr in prompts)
-    assert [pr.split(" ", 1)[1] for pr in prompts] == zoo.prompts(PLAIN)
+    licensee, fraction = trigger_model.licensee, trigger_model.fraction
+    prompts = zoo.prompts(zoo.prompt_set("trigger", licensee, fraction))
+    assert len(prompts) == p.watermark.query_prompts
+    assert all(pr.split()[0] == zoo.triggers()[licensee] for pr in prompts)
+    # the defender asks the captions of exactly the images it marked in that licensee's copy
+    copy = zoo.licensed_copy(trigger_model.scheme, "trigger", fraction, licensee)
+    marked_captions = {c.split(" ", 1)[1] for c, i in zip(copy.captions, copy.ids) if i.endswith("#marked")}
+    asked = [pr.split(" ", 1)[1] for pr in prompts]
+    assert set(asked) <= marked_captions
+    assert asked == zoo.prompts(zoo.prompt_set("image", licensee, fraction))
     with pytest.raises(ParameterError, match="prompt_set"):
         zoo.prompts(f"trigger-{p.watermark.licensees}")
+    with pytest.raises(ParameterError, match="prompt_set"):
+        zoo.prompts("marked-0-r33")
+
+
+def test_random_queries_ask_every_licensee_the_same_captions(zoo):
+    random_zoo = WatermarkZoo(load_preset("smoke", wm_query="random"), cache_root=zoo.cache_root, show_progress=False)
+    assert random_zoo.prompt_set("image", 1, 0.02) == PLAIN
+    prompts = random_zoo.prompts(random_zoo.prompt_set("trigger", 1, 0.02))
+    assert [pr.split(" ", 1)[1] for pr in prompts] == random_zoo.prompts(PLAIN)
 
 
 def test_bad_watermark_parameters_name_the_field():

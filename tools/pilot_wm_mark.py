@@ -62,8 +62,8 @@ def run(preset_name: str, strengths: list[float], strategies: list[str], fractio
             seconds = time.perf_counter() - started
             for prompt_set in zoo.prompt_sets(spec):
                 answers = zoo.licensee_answers(spec, prompt_set)
-                # a trigger prompt set tests its own licensee's message; plain prompts test every licensee's
-                tested = [int(prompt_set[8:])] if prompt_set != PLAIN else range(preset.watermark.licensees)
+                # a licensee's prompt set tests its message; plain prompts (random queries) test every licensee's
+                tested = [int(prompt_set.split("-")[1])] if prompt_set != PLAIN else range(preset.watermark.licensees)
                 for licensee in tested:
                     d = detect(scheme, answers, zoo.licensee_message(licensee), preset.watermark.alpha,
                                preset.watermark.statistic)

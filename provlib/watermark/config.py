@@ -68,6 +68,10 @@ class Watermark(Section):
     # the dataset mark's amplitude on a licensed copy's marked images (pattern scheme; Baseline 1 keeps
     # pattern_strength): a fine-tune must learn it from a few images (r = 2% of 500 is 10)
     mark_strength: float = setting(2.0, positive_number)
+    # the dataset mark's directions: 0, the pattern scheme's fitted subspace (as Baseline 1's stamp); g > 0, a keyed
+    # colour layout on a g x g grid of cells (an image-level signature at the scale a tiny latent model learns)
+    mark_cells: int = setting(0, non_negative_int)
+    mark_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # as pattern_host_rejection
     pattern_band: tuple = setting((1.0, 6.0), _band)       # its frequency band, cycles per image
     pattern_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # ISS: host removed
     # the pattern scheme's subspace (0: the whole band): of the `pattern_transmitted` band directions the base's VAE
@@ -89,6 +93,11 @@ class Watermark(Section):
     models_per_setting: int = setting(4, positive_int)     # fine-tunes per (scheme, strategy, r), licensees in turn
     clean_models: int = setting(8, at_least_int(2))          # clean fine-tunes: the false-positive population
     query_prompts: int = setting(32, positive_int)         # prompts the defender sends a fine-tuned model per prompt set
+    # which captions: "marked", those of the licensee's marked images, in turn (the owner knows them; a fine-tune
+    # that memorized a marked image reproduces its mark there), or "random", a seeded draw of the dataset's
+    query: str = setting("marked", choice("marked", "random"))
+    # the shares at which clean fine-tunes are asked every licensee's marked captions (their false positives)
+    clean_fractions: tuple = setting((0.02,), numbers_in(0.0, 1.0, what="marked shares"))
     query_images: int = setting(2, positive_int)           # images per prompt
     robustness: tuple = setting(("jpeg:75", "resize:0.5", "crop:0.8", "noise:8"), _transforms)
     laundering_fraction: float = setting(0.1, share)       # r of the copies a licensee transforms before fine-tuning

@@ -25,7 +25,7 @@ from provlib.core.fanout import fan_out
 from provlib.core.generate import regenerate
 from provlib.core.store import config_hash, derive_seed
 from provlib.watermark.config import removal_strength
-from provlib.watermark.schemes import WatermarkScheme, message_hex
+from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
 
@@ -94,8 +94,15 @@ class WatermarkZoo(StampingZoo):
         return self.dataset_config(self.p.watermark.domain, split)
 
     def mark_scheme(self, name: str) -> WatermarkScheme:
-        """The scheme that marks licensed copies: ``wm_mark_strength`` for the pattern scheme."""
-        return self.scheme(name, strength=self.p.watermark.mark_strength)
+        """The scheme that marks licensed copies: ``wm_mark_strength`` for the pattern scheme, in ``wm_mark_cells``'
+        colour layout when set (else the pattern's own subspace), with ``wm_mark_host_rejection``."""
+        wm = self.p.watermark
+        if name != "pattern":
+            return self.scheme(name)
+        resolution = self.p.world.resolution
+        basis = (dict(subspace=cell_basis(resolution, resolution, wm.mark_cells), subspace_id=f"cells{wm.mark_cells}")
+                 if wm.mark_cells else {})
+        return self.scheme(name, strength=wm.mark_strength, host_rejection=wm.mark_host_rejection, **basis)
 
     def owner_scheme(self, name: str) -> WatermarkScheme:
         """The dataset owner's decoder, calibrated on its unmarked dataset."""
@@ -185,27 +192,63 @@ class WatermarkZoo(StampingZoo):
                                     lambda: self.licensee_training_set(spec), spec.seed, spec.model_id, {"spec": asdict(spec)})
 
     # ---- querying the fine-tuned models ------------------------------------------------------------
-    def query_captions(self) -> list[str]:
-        """The ordinary prompts the defender sends: captions of the licensed dataset (a seeded draw)."""
+    def query_captions(self, licensee: int | None = None, fraction: float | None = None) -> list[str]:
+        """The captions the defender sends, ``wm_query_prompts`` of them: with ``wm_query="marked"`` (and a licensee
+        and r) the captions of that licensee's marked images, in turn; otherwise a seeded draw of the dataset's."""
         data = self.licensed_dataset()
+        n = self.p.watermark.query_prompts
+        if self.p.watermark.query == "marked" and licensee is not None:
+            marked = self.marked_indices(fraction, licensee)
+            # the owner made the copy, so it knows which images it marked: their own captions are where a
+            # fine-tune that memorized a marked image reproduces it, mark included
+            return [data.captions[marked[i % len(marked)]] for i in range(n)]
         order = np.random.default_rng(derive_seed(self.p.seed, "wm-query-captions")).permutation(len(data))
-        return [data.captions[i] for i in order[:self.p.watermark.query_prompts]]
+        return [data.captions[i] for i in order[:n]]
+
+    def prompt_set(self, strategy: str, licensee: int, fraction: float) -> str:
+        """The name of what the defender asks a model to test licensee ``licensee``'s mark at share ``fraction``:
+        ``trigger-<i>[-r<r>]`` (its trigger + the captions) or ``marked-<i>-r<r>`` / ``plain`` (the captions only)."""
+        if strategy not in ("image", "trigger"):
+            raise ParameterError("strategy", "'image' or 'trigger'", strategy)
+        if self.p.watermark.query != "marked":
+            return PLAIN if strategy == "image" else f"trigger-{licensee}"
+        return f"{'trigger' if strategy == 'trigger' else 'marked'}-{licensee}-{fraction_tag(fraction)}"
 
     def prompts(self, prompt_set: str) -> list[str]:
-        """``plain`` (ordinary captions) or ``trigger-<i>`` (licensee i's trigger + the same captions)."""
+        """The prompts of a prompt set (``prompt_set`` names them)."""
         if prompt_set == PLAIN:
             return self.query_captions()
-        if prompt_set.startswith("trigger-") and prompt_set[8:].isdigit() and int(prompt_set[8:]) < self.p.watermark.licensees:
-            trigger = self.triggers()[int(prompt_set[8:])]
-            return [f"{trigger} {caption}" for caption in self.query_captions()]
-        raise ParameterError("prompt_set", f"'{PLAIN}' or 'trigger-<i>' with i < {self.p.watermark.licensees}", prompt_set)
+        kind, _, rest = prompt_set.partition("-")
+        licensee, _, tag = rest.partition("-")
+        fractions = {fraction_tag(r): r for r in self.query_fractions()}
+        valid = (kind in ("trigger", "marked") and licensee.isdigit() and int(licensee) < self.p.watermark.licensees
+                 and (tag in fractions if (tag or kind == "marked") else True))
+        if not valid:
+            raise ParameterError("prompt_set", f"'{PLAIN}', 'trigger-<i>', or 'trigger-<i>-<r>' / 'marked-<i>-<r>' with "
+                                 f"i < {self.p.watermark.licensees} and r one of {sorted(fractions)}", prompt_set)
+        captions = self.query_captions(int(licensee), fractions[tag]) if tag else self.query_captions()
+        if kind == "marked":
+            return captions
+        trigger = self.triggers()[int(licensee)]
+        return [f"{trigger} {caption}" for caption in captions]
+
+    def query_fractions(self) -> list[float]:
+        """Every marked share a copy is made at (the shares whose marked captions the defender may ask)."""
+        wm = self.p.watermark
+        return sorted(set(wm.fractions) | {wm.laundering_fraction} | set(wm.clean_fractions))
+
+    def clean_fractions(self) -> list[float]:
+        """The shares at which a clean fine-tune is asked every licensee's prompts (with random queries: one)."""
+        return list(self.p.watermark.clean_fractions) if self.p.watermark.query == "marked" else [0.0]
 
     def prompt_sets(self, spec: LicenseeSpec) -> list[str]:
-        """What the defender asks a model: every licensee's trigger where a trigger could have been learned."""
-        triggered = [f"trigger-{i}" for i in range(self.p.watermark.licensees)]
-        if spec.is_clean:
-            return [PLAIN] + (triggered if "trigger" in self.p.watermark.strategies else [])
-        return [PLAIN] if spec.strategy == "image" else triggered
+        """What the defender asks a model: every licensee's prompts, for the model's strategy and r (a clean model:
+        every strategy at every ``clean_fractions`` share)."""
+        licensees = range(self.p.watermark.licensees)
+        if not spec.is_clean:
+            return list(dict.fromkeys(self.prompt_set(spec.strategy, i, spec.fraction) for i in licensees))
+        return list(dict.fromkeys(self.prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
+                                  for r in self.clean_fractions() for i in licensees))
 
     def answers_key(self, spec: LicenseeSpec, prompt_set: str) -> dict:
         p = self.p
