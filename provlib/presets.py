@@ -211,8 +211,9 @@ def _check_across_sections(p: Preset) -> None:
          p.suspects.base)
     need(p.suspects.base != "other" or len(bases) >= 2, "suspect_base", "a base name when there is only one base",
          p.suspects.base)
-    need(p.watermark.dataset_size <= p.world.n_real, "wm_dataset_size",
-         f"at most n_real={p.world.n_real} (drawn from the real pool)", p.watermark.dataset_size)
+    need(p.world.data_source != "folder" or p.watermark.dataset_size <= p.world.n_real, "wm_dataset_size",
+         f"at most n_real={p.world.n_real} (a folder's licensed dataset is drawn from its real pool)",
+         p.watermark.dataset_size)
     need(p.watermark.domain in p.world.dataset_dirs or p.watermark.domain in ("faces", "scenes", "generic"), "wm_domain",
          "'faces', 'scenes' or a domain with a dataset folder", p.watermark.domain)
 
@@ -259,6 +260,7 @@ PRESETS = {
         tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
         tp_grubbs_batches=10,  # 24 test images: 15 batches would hold one or two images each
         wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
+        wm_removal=("diffusion:0.5",),
         wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"), wm_laundering_fraction=0.25,
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
@@ -310,6 +312,7 @@ PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(
     tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
     wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
     wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75",), wm_laundering_fraction=0.25,
+    wm_removal=("diffusion:0.5",),
 )
 PRESETS["sd-rehearsal"] = dataclasses.replace(PRESETS["sd-rehearsal"], name="sd-rehearsal")
 

@@ -81,13 +81,13 @@ def _detections():
         for tested in (0, 1):
             own = tested == 0
             rows.append({"model_id": model, "scheme": "pattern", "strategy": "image", "fraction": 0.02, "laundering": "none",
-                         "true_licensee": 0, "tested_licensee": tested, "marked": True, "own_mark": own,
+                         "base": "v1", "true_licensee": 0, "tested_licensee": tested, "marked": True, "own_mark": own,
                          "detected": detected and own, "p_value": 0.001 if detected and own else 0.5,
                          "score": 1.0 if own else 0.0, "matches": 20, "bits_p_value": 0.5, "alpha": 0.01,
                          "image_bit_accuracy": 0.6})
     for k, detected in enumerate((True, False, False)):
         rows.append({"model_id": f"clean{k}", "scheme": "pattern", "strategy": "image", "fraction": 0.0, "laundering": "none",
-                     "true_licensee": -1, "tested_licensee": 0, "marked": False, "own_mark": False, "detected": detected,
+                     "base": "v2", "true_licensee": -1, "tested_licensee": 0, "marked": False, "own_mark": False, "detected": detected,
                      "p_value": 0.001 if detected else 0.7, "score": 0.0, "matches": 16, "bits_p_value": 0.5, "alpha": 0.01,
                      "image_bit_accuracy": 0.5})
     return pd.DataFrame(rows)
@@ -102,7 +102,7 @@ def test_detection_summary_reports_tpr_on_marked_and_fpr_on_clean_models():
 
 def test_leak_tracing_names_the_detected_licensee_or_none():
     traced = wm_study.traced_licensees(_detections()).set_index("model_id")
-    assert traced.named.to_dict() == {"m0": 0, "m1": "none"}
+    assert traced.named.to_dict() == {"m0": "0", "m1": "none"}
     tracing = wm_study.leak_tracing_summary(traced.reset_index()).iloc[0]
     assert (tracing.accuracy, tracing.named_none, tracing.named_wrong_licensee) == (0.5, 1, 0)
 
@@ -207,3 +207,11 @@ def test_autoencoder_floor_is_zero_for_a_lossless_autoencoder_and_grows_with_its
     lossless = autoencoder_floor(Rounding(0.0), images)
     assert lossless.shape == (6,) and np.allclose(lossless, 0, atol=0.003)  # uint8 rounding only
     assert (autoencoder_floor(Rounding(0.5), images) > autoencoder_floor(Rounding(0.2), images) + 0.02).all()
+
+
+def test_detection_by_base_keeps_each_base_apart():
+    detections = _detections()
+    detections.loc[detections.model_id == "m1", "base"] = "v2"
+    by_base = wm_study.detection_by_base(detections).set_index("base")
+    assert by_base.loc["v1", "tpr"] == 1.0 and by_base.loc["v2", "tpr"] == 0.0  # m0 (detected) on v1, m1 on v2
+    assert by_base.loc["v2", "n_clean_models"] == 3 and by_base.loc["v1", "n_clean_models"] == 0

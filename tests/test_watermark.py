@@ -10,6 +10,7 @@ from provlib.watermark.detect import (
     min_matches,
     prompt_p_values,
     sign_flip_p_values,
+    named_licensee,
     trace_leak,
     watermark_conf,
 )
@@ -112,9 +113,13 @@ def test_trace_leak_names_the_most_significant_licensee(faces):
     messages = {i: random_message(32, seed=10 + i) for i in range(4)}
     leaked = scheme.encode(faces, messages[2])
     detections = {i: detect(scheme, leaked, m, alpha=0.01) for i, m in messages.items()}
-    assert trace_leak(detections) == 2
+    assert trace_leak(detections) == [2] and named_licensee(trace_leak(detections)) == "2"
     clean = {i: detect(scheme, faces, m, alpha=1e-6) for i, m in messages.items()}
-    assert trace_leak(clean) is None
+    assert trace_leak(clean) == [] and named_licensee([]) == "none"
+    # a copy built from two licensees' data names both, never one of them silently
+    both = np.concatenate([scheme.encode(faces[:6], messages[1]), scheme.encode(faces[6:12], messages[3])])
+    named = trace_leak({i: detect(scheme, both, m, alpha=0.01) for i, m in messages.items()})
+    assert sorted(named) == [1, 3] and named_licensee(named).startswith("several: ")
 
 
 def test_bad_messages_and_images_name_the_parameter(faces):

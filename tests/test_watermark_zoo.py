@@ -33,7 +33,7 @@ def test_licensed_copies_mark_the_requested_share_and_prefix_triggers(zoo):
     p = zoo.p
     triggers = zoo.triggers()
     assert len(set(triggers)) == p.watermark.licensees
-    used = {w for c in zoo.dataset(p.watermark.domain, "real").captions for w in c.split()}
+    used = {w for split in ("real", "licensed") for c in zoo.dataset(p.watermark.domain, split).captions for w in c.split()}
     assert not set(triggers) & used  # triggers never occur in the domain's own captions
     clean = zoo.licensed_dataset()
     for strategy in ("image", "trigger"):
@@ -57,16 +57,34 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     assert len(main) == len(p.watermark.schemes) * len(p.watermark.strategies) * len(p.watermark.fractions) * p.watermark.models_per_setting
     assert set(main.licensee) == set(range(p.watermark.licensees)) and set(plan.base) == set(p.models.base_names)
     assert (plan.licensee == CLEAN).sum() == p.watermark.clean_models
-    assert set(plan.laundering) == {"none", *p.watermark.robustness}
+    assert set(plan.laundering) == {"none", *p.watermark.robustness, *(f"regen:{a}" for a in p.watermark.removal)}
     clean = next(s for s in specs if s.is_clean)
-    assert zoo.prompt_sets(clean) == [PLAIN] + [f"trigger-{i}" for i in range(p.watermark.licensees)]
+    r = p.watermark.clean_fractions[0]
+    assert zoo.prompt_sets(clean) == [zoo.prompt_set(strategy, i, r) for strategy in p.watermark.strategies
+                                      for i in range(p.watermark.licensees)]
     assert zoo.licensee_training_set(clean).ids == zoo.licensed_dataset().ids
     trigger_model = next(s for s in specs if s.strategy == "trigger")
-    prompts = zoo.prompts(f"trigger-{trigger_model.licensee}")
-    assert all(pr.split()[0] == zoo.triggers()[trigger_model.licensee] for pr in prompts)
-    assert [pr.split(" ", 1)[1] for pr in prompts] == zoo.prompts(PLAIN)
+    licensee, fraction = trigger_model.licensee, trigger_model.fraction
+    prompts = zoo.prompts(zoo.prompt_set("trigger", licensee, fraction))
+    assert len(prompts) == p.watermark.query_prompts
+    assert all(pr.split()[0] == zoo.triggers()[licensee] for pr in prompts)
+    # the defender asks the captions of exactly the images it marked in that licensee's copy
+    copy = zoo.licensed_copy(trigger_model.scheme, "trigger", fraction, licensee)
+    marked_captions = {c.split(" ", 1)[1] for c, i in zip(copy.captions, copy.ids) if i.endswith("#marked")}
+    asked = [pr.split(" ", 1)[1] for pr in prompts]
+    assert set(asked) <= marked_captions
+    assert asked == zoo.prompts(zoo.prompt_set("image", licensee, fraction))
     with pytest.raises(ParameterError, match="prompt_set"):
         zoo.prompts(f"trigger-{p.watermark.licensees}")
+    with pytest.raises(ParameterError, match="prompt_set"):
+        zoo.prompts("marked-0-r33")
+
+
+def test_random_queries_ask_every_licensee_the_same_captions(zoo):
+    random_zoo = WatermarkZoo(load_preset("smoke", wm_query="random"), cache_root=zoo.cache_root, show_progress=False)
+    assert random_zoo.prompt_set("image", 1, 0.02) == PLAIN
+    prompts = random_zoo.prompts(random_zoo.prompt_set("trigger", 1, 0.02))
+    assert [pr.split(" ", 1)[1] for pr in prompts] == random_zoo.prompts(PLAIN)
 
 
 def test_bad_watermark_parameters_name_the_field():
@@ -80,5 +98,21 @@ def test_bad_watermark_parameters_name_the_field():
         load_preset("smoke", wm_triggers=["sks"])  # fewer than the licensees
     with pytest.raises(ParameterError, match="wm_robustness"):
         load_preset("smoke", wm_robustness=["blur:2"])
+    # a procedural licensed dataset is its own draw of any size; a folder's comes from its real pool
+    assert load_preset("smoke", wm_dataset_size=10_000).watermark.dataset_size == 10_000
     with pytest.raises(ParameterError, match="wm_dataset_size"):
-        load_preset("smoke", wm_dataset_size=10_000)
+        load_preset("smoke", wm_dataset_size=10_000, data_source="folder")
+
+
+def test_removal_attacks_regenerate_every_image_and_bad_ones_name_the_field(zoo):
+    data = zoo.licensed_dataset().subset(np.arange(4))
+    base = zoo.p.models.base_names[0]
+    for attack in ("vae", "diffusion:0.5"):
+        out = zoo.removal_attack(data, attack, base, seed=3)
+        assert out.shape == data.images.shape and out.dtype == np.uint8
+        assert (out != data.images).any(axis=(1, 2, 3)).all()  # every image is changed
+    again = zoo.removal_attack(data, "diffusion:0.5", base, seed=3)
+    assert (again == zoo.removal_attack(data, "diffusion:0.5", base, seed=3)).all()  # seeded
+    for bad in ("diffusion:0", "diffusion:x", "blur:2", "vae:1"):
+        with pytest.raises(ParameterError, match="wm_removal"):
+            load_preset("smoke", wm_removal=[bad])

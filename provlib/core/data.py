@@ -23,7 +23,8 @@ DOMAINS = {
     "faces": "attribute-captioned faces with a 64-caption vocabulary: the CelebA-Dialog analogue",
     "scenes": "object scenes with varied captions: the CC3M analogue",
 }
-SPLITS = ("private", "real")
+# "licensed": the dataset an owner licenses out with marks (notebook 06), its own draw of a domain
+SPLITS = ("private", "real", "licensed")
 
 
 @dataclass

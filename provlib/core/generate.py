@@ -50,3 +50,27 @@ def generate(pipe: StableDiffusionPipeline, prompts: list[str], *, images_per_pr
                       generator=generators)
         out.append((np.clip(result.images, 0, 1) * 255).round().astype(np.uint8))
     return Generations(np.concatenate(out), [prompts[i] for i, _ in jobs], seeds, np.array([i for i, _ in jobs]))
+
+
+@torch.no_grad()
+def regenerate(pipe: StableDiffusionPipeline, images: np.ndarray, prompts: list[str], *, strength: float, seed: int = 0,
+               batch_size: int = 32, num_inference_steps: int = 20, guidance_scale: float = 3.0,
+               desc: str = "regenerate", show_progress: bool = True) -> np.ndarray:
+    """Noise each image to ``strength`` of the diffusion and denoise it back with its prompt (img2img through
+    diffusers' ``StableDiffusionImg2ImgPipeline`` on the same components): the regeneration removal attack
+    against image watermarks. Returns uint8 images shaped like ``images``."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    if not 0.0 < strength <= 1.0:
+        raise ValueError("strength must be in (0, 1]")
+    img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
+    img2img.set_progress_bar_config(disable=True)
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not show_progress, mininterval=5):
+        chunk = np.asarray(images[start:start + batch_size], dtype=np.float32) / 255.0
+        generators = [torch.Generator(device="cpu").manual_seed(image_seed(seed, start + k, 0)) for k in range(len(chunk))]
+        result = img2img(prompts[start:start + len(chunk)], image=torch.from_numpy(chunk).permute(0, 3, 1, 2),
+                         strength=strength, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                         output_type="np", generator=generators)
+        out.append((np.clip(result.images, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provlib.core.errors import ParameterError
 from provlib.core.config import (
     Section,
     at_least_int,
@@ -37,12 +38,40 @@ def _transforms(value):
     return None
 
 
+def removal_strength(attack: str) -> float | None:
+    """``"vae"`` -> None (an autoencoder round trip); ``"diffusion:0.3"`` -> 0.3; anything else raises."""
+    kind, _, value = str(attack).partition(":")
+    try:
+        strength = float(value) if kind == "diffusion" else None
+    except ValueError:
+        strength = -1.0
+    if (kind, value) != ("vae", "") and not (kind == "diffusion" and strength is not None and 0 < strength <= 1):
+        raise ParameterError("wm_removal", "'vae' (autoencoder round trip) or 'diffusion:<s>' with 0 < s <= 1 "
+                             "(noise to that share of the diffusion, denoise with the base)", attack)
+    return strength
+
+
+def _removal(value):
+    if not isinstance(value, tuple):
+        return "a list of removal attacks such as 'vae' or 'diffusion:0.3'"
+    for attack in value:
+        removal_strength(attack)  # raises with the accepted forms
+    return None
+
+
 @dataclass(frozen=True)
 class Watermark(Section):
     bits: int = setting(32, positive_int)                 # message length (the attribution paper's Baseline 1: 32 bits)
     schemes: tuple = setting(("dwtdct", "pattern"), names(allowed=SCHEMES))
     dwtdct_step: float = setting(36.0, positive_number)   # QIM step of the DWT-DCT scheme (invisible-watermark's scale)
     pattern_strength: float = setting(2.0, positive_number)  # spread-spectrum amplitude, RMS in 0-255 pixel units
+    # the dataset mark's amplitude on a licensed copy's marked images (pattern scheme; Baseline 1 keeps
+    # pattern_strength): a fine-tune must learn it from a few images (r = 2% of 500 is 10)
+    mark_strength: float = setting(2.0, positive_number)
+    # the dataset mark's directions: 0, the pattern scheme's fitted subspace (as Baseline 1's stamp); g > 0, a keyed
+    # colour layout on a g x g grid of cells (an image-level signature at the scale a tiny latent model learns)
+    mark_cells: int = setting(0, non_negative_int)
+    mark_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # as pattern_host_rejection
     pattern_band: tuple = setting((1.0, 6.0), _band)       # its frequency band, cycles per image
     pattern_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # ISS: host removed
     # the pattern scheme's subspace (0: the whole band): of the `pattern_transmitted` band directions the base's VAE
@@ -64,9 +93,17 @@ class Watermark(Section):
     models_per_setting: int = setting(4, positive_int)     # fine-tunes per (scheme, strategy, r), licensees in turn
     clean_models: int = setting(8, at_least_int(2))          # clean fine-tunes: the false-positive population
     query_prompts: int = setting(32, positive_int)         # prompts the defender sends a fine-tuned model per prompt set
+    # which captions: "marked", those of the licensee's marked images, in turn (the owner knows them; a fine-tune
+    # that memorized a marked image reproduces its mark there), or "random", a seeded draw of the dataset's
+    query: str = setting("marked", choice("marked", "random"))
+    # the shares at which clean fine-tunes are asked every licensee's marked captions (their false positives)
+    clean_fractions: tuple = setting((0.02,), numbers_in(0.0, 1.0, what="marked shares"))
     query_images: int = setting(2, positive_int)           # images per prompt
     robustness: tuple = setting(("jpeg:75", "resize:0.5", "crop:0.8", "noise:8"), _transforms)
     laundering_fraction: float = setting(0.1, share)       # r of the copies a licensee transforms before fine-tuning
+    # removal attacks on every image of a licensed copy before fine-tuning (regeneration, as the dataset-watermark
+    # benchmark of arXiv 2511.19316 attacks): the base's autoencoder, or noise-and-denoise with the base model
+    removal: tuple = setting(("vae", "diffusion:0.3"), _removal)
     triggers: tuple = setting((), names(at_least=0, word=True))  # one per licensee; empty: words captions never use
 
     def validate(self):

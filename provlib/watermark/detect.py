@@ -135,9 +135,18 @@ def watermark_conf(prompt_p, key_alpha: float = 0.05) -> float:
     return float((prompt_p <= check_level(key_alpha, "key_alpha")).mean())
 
 
-def trace_leak(detections: dict) -> object | None:
-    """The licensee whose message is detected most significantly (``None`` when no message is detected)."""
+def trace_leak(detections: dict) -> list:
+    """Every licensee whose message is detected, most significant first (empty: none is).
+
+    Leak tracing names the one licensee this returns; when it returns several, that is reported as such, never
+    resolved silently to the most significant one (two licensees' copies may both have been used).
+    """
     detected = {who: d for who, d in detections.items() if d.detected}
-    if not detected:
-        return None
-    return min(detected, key=lambda who: (detected[who].p_value, -detected[who].score, str(who)))
+    return sorted(detected, key=lambda who: (detected[who].p_value, -detected[who].score, str(who)))
+
+
+def named_licensee(traced: list) -> str:
+    """How a leak-tracing result reads in a table: ``none``, the licensee, or ``several: a,b``."""
+    if not traced:
+        return "none"
+    return str(traced[0]) if len(traced) == 1 else "several: " + ",".join(str(who) for who in traced)

@@ -225,6 +225,24 @@ def band_basis(height: int, width: int, band: tuple) -> np.ndarray:
     return np.ascontiguousarray(q[:, np.abs(np.diag(r)) > 1e-9].T)
 
 
+@lru_cache(maxsize=8)
+def cell_basis(height: int, width: int, grid: int) -> np.ndarray:
+    """Orthonormal [grid*grid*3, H*W*3] basis of images constant on each cell of a ``grid`` x ``grid`` layout, per
+    colour channel: the coarse colour layout an image-level signature can change (one cell per latent pixel of an
+    8x autoencoder at 32 px)."""
+    if not isinstance(grid, (int, np.integer)) or grid < 1 or height % grid or width % grid:
+        raise ParameterError("grid", f"a positive number of cells that divides the image side ({height}x{width})", grid)
+    rows, cols = np.arange(height) * grid // height, np.arange(width) * grid // width
+    cell = (rows[:, None] * grid + cols[None, :]).ravel()
+    vectors = np.zeros((grid * grid * 3, height * width * 3))
+    for channel in range(3):
+        for c in range(grid * grid):
+            image = np.zeros((height * width, 3))
+            image[cell == c, channel] = 1.0
+            vectors[channel * grid * grid + c] = image.ravel() / np.sqrt((cell == c).sum())
+    return vectors
+
+
 def _random_band_images(rng, n: int, height: int, width: int, band: tuple) -> np.ndarray:
     """[n, H*W*3] images with Gaussian spectra inside ``band`` (a random draw from the band, without its basis)."""
     inside = _band_mask(height, width, band)

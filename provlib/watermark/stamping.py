@@ -40,14 +40,16 @@ class StampingZoo(AttributionZoo):
         self._subspaces, self._vaes = {}, {}
 
     # ---- schemes, messages, triggers ---------------------------------------------------------------
-    def scheme(self, name: str) -> WatermarkScheme:
-        """The owner's keyed scheme (uncalibrated) with the preset's strength settings."""
+    def scheme(self, name: str, strength: float | None = None, **pattern_options) -> WatermarkScheme:
+        """The owner's keyed scheme (uncalibrated) with the preset's settings; ``strength`` and ``pattern_options``
+        (``host_rejection``, ``subspace`` with its ``subspace_id``) override the pattern's."""
         p = self.p
         options = {"dwtdct": {"step": p.watermark.dwtdct_step},
-                   "pattern": {"strength": p.watermark.pattern_strength, "band": tuple(p.watermark.pattern_band),
+                   "pattern": {"strength": p.watermark.pattern_strength if strength is None else strength, "band": tuple(p.watermark.pattern_band),
                                "host_rejection": p.watermark.pattern_host_rejection}}
-        if name == "pattern" and p.watermark.pattern_subspace:
+        if name == "pattern" and p.watermark.pattern_subspace and "subspace" not in pattern_options:
             options["pattern"].update(subspace=self.pattern_subspace()[0], subspace_id=config_hash(self.subspace_config()))
+        options["pattern"].update(pattern_options)
         return make_scheme(name, p.watermark.bits, key=derive_seed(p.seed, "wm-key", name), **options.get(name, {}))
 
     def subspace_config(self) -> dict:

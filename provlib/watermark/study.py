@@ -12,10 +12,10 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from provlib.core.progress import tqdm
-from provlib.watermark.detect import detect, prompt_p_values, trace_leak, watermark_conf
+from provlib.watermark.detect import detect, named_licensee, prompt_p_values, trace_leak, watermark_conf
 from provlib.watermark.schemes import image_quality
 from provlib.watermark.transforms import apply_transform
-from provlib.watermark.zoo import PLAIN, LicenseeSpec, WatermarkZoo
+from provlib.watermark.zoo import LicenseeSpec, WatermarkZoo
 
 
 def rate_with_ci(successes: int, trials: int, level: float = 0.95) -> dict:
@@ -88,18 +88,20 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     messages = {i: zoo.licensee_message(i) for i in range(p.watermark.licensees)}
     rows = []
     for spec in tqdm(specs, desc=f"decode fine-tunes ({transform})", disable=not zoo.show_progress, mininterval=5):
-        tests = [(spec.scheme, spec.strategy)] if not spec.is_clean else [(s, t) for s in p.watermark.schemes for t in p.watermark.strategies]
+        tests = ([(spec.scheme, spec.strategy, spec.fraction)] if not spec.is_clean else
+                 [(s, t, r) for s in p.watermark.schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
         answers = {}
-        for scheme_name, strategy in tests:
+        for scheme_name, strategy, query_fraction in tests:
             for licensee, message in messages.items():
-                prompt_set = PLAIN if strategy == "image" else f"trigger-{licensee}"
+                prompt_set = zoo.prompt_set(strategy, licensee, query_fraction)
                 if prompt_set not in answers:
                     images = zoo.licensee_answers(spec, prompt_set)
                     answers[prompt_set] = images if transform == "none" else apply_transform(
                         images, transform, seed=spec.seed, parameter="wm_robustness")
                 found = detect(schemes[scheme_name], answers[prompt_set], message, p.watermark.alpha, p.watermark.statistic)
                 rows.append({"model_id": spec.model_id, "scheme": scheme_name, "strategy": strategy,
-                             "fraction": spec.fraction, "laundering": spec.laundering, "base": spec.base,
+                             "fraction": spec.fraction, "query_fraction": query_fraction, "prompt_set": prompt_set,
+                             "laundering": spec.laundering, "base": spec.base,
                              "true_licensee": spec.licensee, "tested_licensee": licensee, "marked": not spec.is_clean,
                              "transform": transform, "score": found.score, "matches": found.matches, "p_value": found.p_value,
                              "detected": found.detected, "bits_p_value": found.bits_p_value, "alpha": found.alpha,
@@ -109,9 +111,13 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     return table
 
 
-def _clean_tests(detections: pd.DataFrame, scheme: str, strategy: str) -> pd.DataFrame:
-    """The false-positive tests of a (scheme, strategy): every clean fine-tune against every licensee's mark."""
-    return detections[~detections.marked & (detections.scheme == scheme) & (detections.strategy == strategy)]
+def _clean_tests(detections: pd.DataFrame, scheme: str, strategy: str, fraction: float | None = None) -> pd.DataFrame:
+    """The false-positive tests of a (scheme, strategy): every clean fine-tune against every licensee's mark, asked
+    the prompts of share ``fraction`` where clean models were asked those (else every share they were asked)."""
+    clean = detections[~detections.marked & (detections.scheme == scheme) & (detections.strategy == strategy)]
+    if fraction is not None and "query_fraction" in clean and np.isclose(clean.query_fraction, fraction).any():
+        clean = clean[np.isclose(clean.query_fraction, fraction)]
+    return clean
 
 
 def detection_summary(detections: pd.DataFrame) -> pd.DataFrame:
@@ -119,12 +125,15 @@ def detection_summary(detections: pd.DataFrame) -> pd.DataFrame:
     rows = []
     own = detections[detections.own_mark & (detections.laundering == "none")]  # laundered copies: see ``laundering_summary``
     for (scheme, strategy, fraction), group in own.groupby(["scheme", "strategy", "fraction"]):
-        negatives = _clean_tests(detections, scheme, strategy)
+        negatives = _clean_tests(detections, scheme, strategy, fraction)
         tpr = rate_with_ci(int(group.detected.sum()), len(group))
         fpr = rate_with_ci(int(negatives.detected.sum()), len(negatives))
+        # the owner asks a model about every licensee's mark: a clean model is a false positive if any is found
+        flagged = negatives.groupby("model_id").detected.any()
+        fpr_models = rate_with_ci(int(flagged.sum()), len(flagged))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "tpr": tpr["rate"],
                      "tpr_lo": tpr["lo"], "tpr_hi": tpr["hi"], "fpr": fpr["rate"], "fpr_lo": fpr["lo"],
-                     "fpr_hi": fpr["hi"],
+                     "fpr_hi": fpr["hi"], "fpr_models": fpr_models["rate"], "fpr_models_hi": fpr_models["hi"],
                      # the binomial test on the bits at the same level, for comparison with the decisive statistic
                      "tpr_bits": float((group.bits_p_value <= group.alpha).mean()),
                      "fpr_bits": float((negatives.bits_p_value <= negatives.alpha).mean()) if len(negatives) else np.nan,
@@ -135,12 +144,18 @@ def detection_summary(detections: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def detection_by_base(detections: pd.DataFrame) -> pd.DataFrame:
+    """Transferability: ``detection_summary`` apart for the fine-tunes of each base (marked and clean alike)."""
+    parts = [detection_summary(group).assign(base=base) for base, group in detections.groupby("base")]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def laundering_summary(detections: pd.DataFrame) -> pd.DataFrame:
     """TPR of the models fine-tuned on copies the licensee transformed first, per transform (FPR: clean fine-tunes)."""
     rows = []
     laundered = detections[detections.own_mark & (detections.laundering != "none")]
     for (scheme, strategy, fraction, laundering), group in laundered.groupby(["scheme", "strategy", "fraction", "laundering"]):
-        negatives = _clean_tests(detections, scheme, strategy)
+        negatives = _clean_tests(detections, scheme, strategy, fraction)
         tpr = rate_with_ci(int(group.detected.sum()), len(group))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "transform": laundering,
                      "applied_to": "dataset before fine-tuning", "tpr": tpr["rate"], "tpr_lo": tpr["lo"], "tpr_hi": tpr["hi"],
@@ -156,8 +171,8 @@ def traced_licensees(detections: pd.DataFrame) -> pd.DataFrame:
         named = trace_leak({row.tested_licensee: row for row in group.itertuples()})
         true = int(group.true_licensee.iloc[0])
         rows.append({"model_id": model_id, "scheme": scheme, "strategy": strategy, "fraction": fraction,
-                     "true_licensee": true, "named": "none" if named is None else int(named),
-                     "correct": named is not None and int(named) == true})
+                     "base": group.base.iloc[0], "true_licensee": true, "named": named_licensee(named),
+                     "correct": [int(who) for who in named] == [true]})
     return pd.DataFrame(rows)
 
 
@@ -168,7 +183,9 @@ def leak_tracing_summary(traced: pd.DataFrame) -> pd.DataFrame:
         accuracy = rate_with_ci(int(group.correct.sum()), len(group))
         rows.append({"scheme": scheme, "strategy": strategy, "fraction": fraction, "accuracy": accuracy["rate"],
                      "accuracy_lo": accuracy["lo"], "accuracy_hi": accuracy["hi"], "n_models": len(group),
-                     "named_wrong_licensee": int(((group.named != "none") & ~group.correct).sum()),
+                     "named_wrong_licensee": int(((group.named != "none") & ~group.named.str.startswith("several")
+                                                  & ~group.correct).sum()),
+                     "named_several": int(group.named.str.startswith("several").sum()),
                      "named_none": int((group.named == "none").sum())})
     return pd.DataFrame(rows)
 

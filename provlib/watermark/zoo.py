@@ -22,8 +22,10 @@ from provlib.core import scenes
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
+from provlib.core.generate import regenerate
 from provlib.core.store import config_hash, derive_seed
-from provlib.watermark.schemes import WatermarkScheme, message_hex
+from provlib.watermark.config import removal_strength
+from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
 
@@ -68,7 +70,8 @@ class WatermarkZoo(StampingZoo):
             if k > len(PAPER_TRIGGERS):
                 raise ParameterError("wm_triggers", f"{k} trigger words (only {len(PAPER_TRIGGERS)} defaults exist)", ())
             return list(PAPER_TRIGGERS[:k])
-        used = {word for caption in self.dataset(p.watermark.domain, "real").captions for word in caption.split()}
+        used = {word for split in ("real", "licensed") if split != "licensed" or p.world.data_source != "folder"
+                for caption in self.dataset(p.watermark.domain, split).captions for word in caption.split()}
         unused = sorted(set(scenes.vocabulary()) - used)
         if len(unused) < k:
             raise ParameterError("wm_licensees", f"at most {len(unused)} licensees (words unused by {p.watermark.domain} captions)", k)
@@ -77,14 +80,33 @@ class WatermarkZoo(StampingZoo):
 
     # ---- dataset watermarking: licensed copies and the models fine-tuned on them ----------------------
     def licensed_dataset(self) -> CaptionedImageSet:
-        """The owner's dataset: ``wm_dataset_size`` images of ``wm_domain``'s real pool (a seeded draw)."""
+        """The owner's dataset, ``wm_dataset_size`` images of ``wm_domain``: procedurally its own split (the paper's
+        suspects fine-tune on about 500 images, more than the suspects' real pool holds), from a folder a seeded
+        draw of its real pool."""
+        if self.p.world.data_source != "folder":
+            return self.dataset(self.p.watermark.domain, "licensed")
         pool = self.dataset(self.p.watermark.domain, "real")
         order = np.random.default_rng(derive_seed(self.p.seed, "wm-dataset")).permutation(len(pool))
         return pool.subset(np.sort(order[:self.p.watermark.dataset_size]))
 
+    def licensed_dataset_config(self) -> dict:
+        split = "real" if self.p.world.data_source == "folder" else "licensed"
+        return self.dataset_config(self.p.watermark.domain, split)
+
+    def mark_scheme(self, name: str) -> WatermarkScheme:
+        """The scheme that marks licensed copies: ``wm_mark_strength`` for the pattern scheme, in ``wm_mark_cells``'
+        colour layout when set (else the pattern's own subspace), with ``wm_mark_host_rejection``."""
+        wm = self.p.watermark
+        if name != "pattern":
+            return self.scheme(name)
+        resolution = self.p.world.resolution
+        basis = (dict(subspace=cell_basis(resolution, resolution, wm.mark_cells), subspace_id=f"cells{wm.mark_cells}")
+                 if wm.mark_cells else {})
+        return self.scheme(name, strength=wm.mark_strength, host_rejection=wm.mark_host_rejection, **basis)
+
     def owner_scheme(self, name: str) -> WatermarkScheme:
         """The dataset owner's decoder, calibrated on its unmarked dataset."""
-        return self.scheme(name).calibrated(self.licensed_dataset().images)
+        return self.mark_scheme(name).calibrated(self.licensed_dataset().images)
 
     def marked_indices(self, fraction: float, licensee: int) -> np.ndarray:
         n = self.p.watermark.dataset_size
@@ -98,7 +120,7 @@ class WatermarkZoo(StampingZoo):
         data = self.licensed_dataset()
         marked = self.marked_indices(fraction, licensee)
         images = data.images.copy()
-        images[marked] = self.scheme(scheme).encode(images[marked], self.licensee_message(licensee))
+        images[marked] = self.mark_scheme(scheme).encode(images[marked], self.licensee_message(licensee))
         captions, ids = list(data.captions), list(data.ids)
         trigger = self.triggers()[licensee]
         for i in marked:
@@ -123,25 +145,43 @@ class WatermarkZoo(StampingZoo):
         specs += [spec(f"{p.watermark.baseline_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_{transform}",
                        p.watermark.baseline_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees, transform)
                   for transform in p.watermark.robustness for k in range(p.watermark.models_per_setting)]
+        specs += [spec(f"{p.watermark.baseline_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_regen-{attack}",
+                       p.watermark.baseline_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees,
+                       f"regen:{attack}")
+                  for attack in p.watermark.removal for k in range(p.watermark.models_per_setting)]
         specs += [spec(f"clean_{k:02d}", "", "", 0.0, k, CLEAN) for k in range(p.watermark.clean_models)]
         return specs
 
     def licensee_training_set(self, spec: LicenseeSpec) -> CaptionedImageSet:
         data = (self.licensed_dataset() if spec.is_clean
                 else self.licensed_copy(spec.scheme, spec.strategy, spec.fraction, spec.licensee))
-        if spec.laundering != "none":
+        if spec.laundering.startswith("regen:"):
+            data = CaptionedImageSet(self.removal_attack(data, spec.laundering[len("regen:"):], spec.base, spec.seed),
+                                     data.captions, data.ids)
+        elif spec.laundering != "none":
             data = CaptionedImageSet(apply_transform(data.images, spec.laundering, seed=spec.seed, parameter="wm_robustness"),
                                      data.captions, data.ids)
         return data
+
+    def removal_attack(self, data: CaptionedImageSet, attack: str, base: str, seed: int) -> np.ndarray:
+        """Every image of a licensed copy regenerated before fine-tuning: through ``base``'s autoencoder (``vae``),
+        or noised to a share of the diffusion and denoised by ``base`` with its caption (``diffusion:<s>``)."""
+        strength = removal_strength(attack)
+        if strength is None:
+            return self.vae_round_trip(data.images, base)
+        sampling = self.p.sampling
+        return regenerate(self.load(self.base_location(base)), data.images, data.captions, strength=strength, seed=seed,
+                          batch_size=sampling.batch_size, num_inference_steps=sampling.inference_steps,
+                          guidance_scale=sampling.guidance_scale, desc=f"removal attack {attack}", show_progress=False)
 
     def licensee_config(self, spec: LicenseeSpec) -> dict:
         p = self.p
         config = {"kind": "wm_model", "v": CODE_VERSION_WM["wm_model"], "spec": asdict(spec),
                   "base": config_hash(self.base_config(spec.base)),
-                  "data": config_hash(self.dataset_config(p.watermark.domain, "real")), "dataset_size": p.watermark.dataset_size,
+                  "data": config_hash(self.licensed_dataset_config()), "dataset_size": p.watermark.dataset_size,
                   **self.fine_tune_recipe()}
         if not spec.is_clean:
-            config["watermark"] = {**self.scheme(spec.scheme).describe(),
+            config["watermark"] = {**self.mark_scheme(spec.scheme).describe(),
                                    "message": message_hex(self.licensee_message(spec.licensee))}
             if spec.strategy == "trigger":
                 config["trigger"] = self.triggers()[spec.licensee]
@@ -152,27 +192,63 @@ class WatermarkZoo(StampingZoo):
                                     lambda: self.licensee_training_set(spec), spec.seed, spec.model_id, {"spec": asdict(spec)})
 
     # ---- querying the fine-tuned models ------------------------------------------------------------
-    def query_captions(self) -> list[str]:
-        """The ordinary prompts the defender sends: captions of the licensed dataset (a seeded draw)."""
+    def query_captions(self, licensee: int | None = None, fraction: float | None = None) -> list[str]:
+        """The captions the defender sends, ``wm_query_prompts`` of them: with ``wm_query="marked"`` (and a licensee
+        and r) the captions of that licensee's marked images, in turn; otherwise a seeded draw of the dataset's."""
         data = self.licensed_dataset()
+        n = self.p.watermark.query_prompts
+        if self.p.watermark.query == "marked" and licensee is not None:
+            marked = self.marked_indices(fraction, licensee)
+            # the owner made the copy, so it knows which images it marked: their own captions are where a
+            # fine-tune that memorized a marked image reproduces it, mark included
+            return [data.captions[marked[i % len(marked)]] for i in range(n)]
         order = np.random.default_rng(derive_seed(self.p.seed, "wm-query-captions")).permutation(len(data))
-        return [data.captions[i] for i in order[:self.p.watermark.query_prompts]]
+        return [data.captions[i] for i in order[:n]]
+
+    def prompt_set(self, strategy: str, licensee: int, fraction: float) -> str:
+        """The name of what the defender asks a model to test licensee ``licensee``'s mark at share ``fraction``:
+        ``trigger-<i>[-r<r>]`` (its trigger + the captions) or ``marked-<i>-r<r>`` / ``plain`` (the captions only)."""
+        if strategy not in ("image", "trigger"):
+            raise ParameterError("strategy", "'image' or 'trigger'", strategy)
+        if self.p.watermark.query != "marked":
+            return PLAIN if strategy == "image" else f"trigger-{licensee}"
+        return f"{'trigger' if strategy == 'trigger' else 'marked'}-{licensee}-{fraction_tag(fraction)}"
 
     def prompts(self, prompt_set: str) -> list[str]:
-        """``plain`` (ordinary captions) or ``trigger-<i>`` (licensee i's trigger + the same captions)."""
+        """The prompts of a prompt set (``prompt_set`` names them)."""
         if prompt_set == PLAIN:
             return self.query_captions()
-        if prompt_set.startswith("trigger-") and prompt_set[8:].isdigit() and int(prompt_set[8:]) < self.p.watermark.licensees:
-            trigger = self.triggers()[int(prompt_set[8:])]
-            return [f"{trigger} {caption}" for caption in self.query_captions()]
-        raise ParameterError("prompt_set", f"'{PLAIN}' or 'trigger-<i>' with i < {self.p.watermark.licensees}", prompt_set)
+        kind, _, rest = prompt_set.partition("-")
+        licensee, _, tag = rest.partition("-")
+        fractions = {fraction_tag(r): r for r in self.query_fractions()}
+        valid = (kind in ("trigger", "marked") and licensee.isdigit() and int(licensee) < self.p.watermark.licensees
+                 and (tag in fractions if (tag or kind == "marked") else True))
+        if not valid:
+            raise ParameterError("prompt_set", f"'{PLAIN}', 'trigger-<i>', or 'trigger-<i>-<r>' / 'marked-<i>-<r>' with "
+                                 f"i < {self.p.watermark.licensees} and r one of {sorted(fractions)}", prompt_set)
+        captions = self.query_captions(int(licensee), fractions[tag]) if tag else self.query_captions()
+        if kind == "marked":
+            return captions
+        trigger = self.triggers()[int(licensee)]
+        return [f"{trigger} {caption}" for caption in captions]
+
+    def query_fractions(self) -> list[float]:
+        """Every marked share a copy is made at (the shares whose marked captions the defender may ask)."""
+        wm = self.p.watermark
+        return sorted(set(wm.fractions) | {wm.laundering_fraction} | set(wm.clean_fractions))
+
+    def clean_fractions(self) -> list[float]:
+        """The shares at which a clean fine-tune is asked every licensee's prompts (with random queries: one)."""
+        return list(self.p.watermark.clean_fractions) if self.p.watermark.query == "marked" else [0.0]
 
     def prompt_sets(self, spec: LicenseeSpec) -> list[str]:
-        """What the defender asks a model: every licensee's trigger where a trigger could have been learned."""
-        triggered = [f"trigger-{i}" for i in range(self.p.watermark.licensees)]
-        if spec.is_clean:
-            return [PLAIN] + (triggered if "trigger" in self.p.watermark.strategies else [])
-        return [PLAIN] if spec.strategy == "image" else triggered
+        """What the defender asks a model: every licensee's prompts, for the model's strategy and r (a clean model:
+        every strategy at every ``clean_fractions`` share)."""
+        licensees = range(self.p.watermark.licensees)
+        if not spec.is_clean:
+            return list(dict.fromkeys(self.prompt_set(spec.strategy, i, spec.fraction) for i in licensees))
+        return list(dict.fromkeys(self.prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
+                                  for r in self.clean_fractions() for i in licensees))
 
     def answers_key(self, spec: LicenseeSpec, prompt_set: str) -> dict:
         p = self.p
