@@ -260,16 +260,14 @@ PRESETS = {
         tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
         tp_grubbs_batches=10,  # 24 test images: 15 batches would hold one or two images each
         wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
-        wm_removal=("diffusion:0.5",),
+        wm_focus_fraction=0.25, wm_focus_models=2, wm_clean_fractions=(0.25,), wm_removal=("diffusion:0.5",),
         wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"), wm_laundering_fraction=0.25,
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
     # Issue 17's world at the size a 2-core session can run cold within the 2 h ceiling: the four fine-tuned sources
     # (base sources memorize only duplicated pre-training images, pretrain_duplicates, not yet measured), suspects at
     # 750 steps (the step count is where the cost is: 48 suspects), innocents shared per (suspect base, domain).
-    # Laundering is measured where the unlaundered mark is detected: at cpu scale only a fully marked copy is
-    # (notebook 06, first cpu run: TPR 1.0 at r = 100%, at most 0.25 below).
-    "cpu": _cpu_preset("cpu", base_sources=False, suspect_steps=750, learning_curve_repeats=5, wm_laundering_fraction=1.0),
+    "cpu": _cpu_preset("cpu", base_sources=False, suspect_steps=750, learning_curve_repeats=5),
     "sd": _preset(
         "sd", device="cuda", dtype="float16", mixed_precision="fp16", resolution=512, n_jobs=1,
         data_source="folder", n_private=3000, n_real=1000, base_source_domain="scenes",
@@ -288,7 +286,7 @@ PRESETS = {
         tp_classifier_epochs=30,
         # dataset watermarking: 500 licensed CC3M images (the suspects' size); every fine-tune is 3000 steps at 512 px,
         # so the default plan is 2 x 2 x 2 x 2 marked + 2 laundered + 4 clean = 22 fine-tunes (widen it at will)
-        wm_dataset_size=500, wm_fractions=(0.02, 0.1), wm_models_per_setting=2, wm_clean_models=4,
+        wm_dataset_size=500, wm_fractions=(0.02, 0.1), wm_models_per_setting=2, wm_focus_models=2, wm_clean_models=4,
         wm_robustness=("jpeg:75",),
         # SD's VAE keeps low frequencies at 512 px, and a fitted subspace at 512 px would not fit in memory: whole band
         wm_pattern_subspace=0,
@@ -299,7 +297,10 @@ PRESETS = {
 # only); the same world and recipes as ``cpu``.
 PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v1",), base_sources=False, suspect_steps=750, cv_repeats=1,
                                bootstrap_resamples=300, learning_curve_repeats=3, innocents_on_every_base=False,
-                               suspect_innocents=4)
+                               suspect_innocents=4,
+                               # 06: the 2% cell and fully marked copies, 4 clean fine-tunes, one transform and one removal
+                               wm_fractions=(0.02, 1.0), wm_focus_models=4, wm_clean_models=4,
+                               wm_robustness=("jpeg:75",), wm_removal=("vae",))
 # The sd code path at smoke sizes on the CPU: folder data, checkpoints and generators from local pipeline folders
 # (``provlib.rehearsal`` builds tiny ones), so CI exercises everything the paper-scale run does except the GPU.
 PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(
@@ -311,6 +312,7 @@ PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(
     tp_classes=PRESETS["smoke"].trainprove.classes, tp_resolution=32, tp_pool_per_class=6, tp_train_per_class=4,
     tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
     wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
+    wm_focus_fraction=0.25, wm_focus_models=2, wm_clean_fractions=(0.25,),
     wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75",), wm_laundering_fraction=0.25,
     wm_removal=("diffusion:0.5",),
 )

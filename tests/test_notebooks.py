@@ -44,7 +44,8 @@ CONTRACTS = {
            "baseline1_watermark": {"model_id", "source", "rho", "split", "n_keys", "conf", "matches", "p_value", "detected"},
            "instance_conf_with_watermark": {"method", "rho", "mean_conf", "n_models", "queries"},
            "watermark_robustness": {"scheme", "strategy", "fraction", "transform", "applied_to", "tpr", "fpr"},
-           "watermark_quality": {"scheme", "psnr_db", "ssim"},
+           "watermark_quality": {"use", "scheme", "psnr_db", "ssim"},
+           "dataset_watermark_detection_by_base": {"base", "strategy", "fraction", "tpr", "fpr", "n_models"},
            "watermark_scheme_survival": {"scheme", "stage", "image_bit_accuracy", "pooled_matches"}},
     "07": {"trainprove_verification": {"rule", "defender", "suspect_source", "n_suspects", "verified_fraction"},
            "trainprove_verdicts": {"rule", "model_id", "defender", "trained_on_defender", "verified", "p_value", "statistic"},
@@ -114,7 +115,7 @@ EXPECTED = {
     "03": {"delta0": 0.03, "shadow conf gap": 0.145833},
     "04": {"strategy 1+2 mean conf": 0.180556},
     "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
-    "06": {"dataset watermark bit accuracy": 0.497559, "Baseline 1 score": -0.00326},
+    "06": {"dataset watermark bit accuracy": 0.53125, "Baseline 1 score": -0.00326},
     "07": {"Fisher rule mean p-value": 0.655622, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.169231},
 }
 PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07}
@@ -160,12 +161,20 @@ def extra_checks_06():
     assert set(three.method) == {"strategy12", "random", "watermark"} and three.mean_conf.between(0, 1).all()
     detection = table("dataset_watermark_detection")
     assert detection[["tpr", "fpr"]].stack().between(0, 1).all()
-    assert len(detection) == 2 * 2 * 2  # smoke: 2 schemes x 2 strategies x 2 fractions
+    assert len(detection) == 2 * 2  # smoke: the pattern dataset mark x 2 strategies x 2 fractions
+    assert (detection.n_clean_models == 2).all() and detection.fpr_models.between(0, 1).all()
     tracing = table("leak_tracing")
-    assert tracing.n_models.sum() == 2 * 2 * 2 * 2 and tracing.accuracy.between(0, 1).all()
+    assert tracing.n_models.sum() == 2 * 2 * 2 and tracing.accuracy.between(0, 1).all()
+    by_base = table("dataset_watermark_detection_by_base")
+    assert set(by_base.base) == {"v1", "v2"} and len(by_base) == 2 * len(detection)
+    quality = table("watermark_quality")
+    assert set(quality.use) == {"stamp", "dataset mark"}
     robustness = table("watermark_robustness")
-    assert set(robustness["transform"]) == {"none", *PRESETS[os.environ["SMOKE_TEST_PRESET"]].watermark.robustness}
-    assert "dataset before fine-tuning" in set(robustness.applied_to)
+    wm = PRESETS[os.environ["SMOKE_TEST_PRESET"]].watermark
+    on_generations = robustness[robustness.applied_to == "generations"]
+    assert set(on_generations["transform"]) == {"none", *wm.robustness}
+    on_dataset = robustness[robustness.applied_to == "dataset before fine-tuning"]
+    assert set(on_dataset["transform"]) == {*wm.robustness, *(f"regen:{attack}" for attack in wm.removal)}
 
 
 def extra_checks_07():

@@ -215,3 +215,10 @@ def test_detection_by_base_keeps_each_base_apart():
     by_base = wm_study.detection_by_base(detections).set_index("base")
     assert by_base.loc["v1", "tpr"] == 1.0 and by_base.loc["v2", "tpr"] == 0.0  # m0 (detected) on v1, m1 on v2
     assert by_base.loc["v2", "n_clean_models"] == 3 and by_base.loc["v1", "n_clean_models"] == 0
+
+
+def test_false_positives_of_a_share_come_from_clean_models_asked_that_share():
+    detections = _detections().assign(query_fraction=0.02)
+    asked_elsewhere = detections[~detections.marked].assign(query_fraction=0.1, detected=True, model_id=lambda t: t.model_id + "b")
+    row = wm_study.detection_summary(pd.concat([detections, asked_elsewhere], ignore_index=True)).iloc[0]
+    assert row.fpr == pytest.approx(1 / 3) and row.n_clean_tests == 3  # the r = 10% queries' flags stay out of r = 2%

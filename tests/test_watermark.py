@@ -19,6 +19,7 @@ from provlib.watermark.schemes import (
     DwtDctScheme,
     PatternScheme,
     band_basis,
+    cell_basis,
     check_message,
     fit_transmitted_subspace,
     image_quality,
@@ -186,3 +187,23 @@ def test_fitted_subspace_holds_the_directions_a_pipeline_passes_best(faces):
         fit_transmitted_subspace(blur, faces[:2], faces[:2], band=(1.0, 2.0), transmitted=500, dims=40)
     with pytest.raises(ParameterError, match="'images'.*fitted"):
         scheme.decode(np.zeros((1, 48, 48, 3), np.uint8))
+
+
+def test_cell_basis_is_orthonormal_and_constant_on_each_cell():
+    basis = cell_basis(32, 32, 4)
+    assert basis.shape == (4 * 4 * 3, 32 * 32 * 3) and np.allclose(basis @ basis.T, np.eye(48))
+    image = basis[5].reshape(32, 32, 3)  # channel 0, cell (1, 1): rows 8-15, columns 8-15
+    assert np.allclose(image[8:16, 8:16, 0], image[8, 8, 0]) and image[8, 8, 0] > 0
+    assert np.count_nonzero(image) == 64
+    with pytest.raises(ParameterError, match="grid"):
+        cell_basis(32, 32, 5)
+
+
+def test_cell_mark_is_read_when_pooled_and_its_false_positive_rate_stays_at_its_level(scenes):
+    scheme = PatternScheme(32, key=11, strength=24.0, host_rejection=0.0, subspace=cell_basis(32, 32, 4),
+                           subspace_id="cells4").calibrated(scenes)
+    message = random_message(32, seed=4)
+    assert detect(scheme, scheme.encode(scenes[:10], message), message, alpha=0.01).detected
+    # clean images against many independent secret messages: the exact test rejects about alpha of them
+    p_values = np.array([detect(scheme, scenes, random_message(32, seed=s), alpha=0.05).p_value for s in range(200)])
+    assert (p_values <= 0.05).mean() <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200)

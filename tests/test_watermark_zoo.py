@@ -60,12 +60,12 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     assert set(plan.laundering) == {"none", *p.watermark.robustness, *(f"regen:{a}" for a in p.watermark.removal)}
     clean = next(s for s in specs if s.is_clean)
     r = p.watermark.clean_fractions[0]
-    assert zoo.prompt_sets(clean) == [zoo.prompt_set(strategy, i, r) for strategy in p.watermark.strategies
+    assert zoo.prompt_sets(clean) == [zoo.licensee_prompt_set(strategy, i, r) for strategy in p.watermark.strategies
                                       for i in range(p.watermark.licensees)]
     assert zoo.licensee_training_set(clean).ids == zoo.licensed_dataset().ids
     trigger_model = next(s for s in specs if s.strategy == "trigger")
     licensee, fraction = trigger_model.licensee, trigger_model.fraction
-    prompts = zoo.prompts(zoo.prompt_set("trigger", licensee, fraction))
+    prompts = zoo.prompts(zoo.licensee_prompt_set("trigger", licensee, fraction))
     assert len(prompts) == p.watermark.query_prompts
     assert all(pr.split()[0] == zoo.triggers()[licensee] for pr in prompts)
     # the defender asks the captions of exactly the images it marked in that licensee's copy
@@ -73,7 +73,7 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     marked_captions = {c.split(" ", 1)[1] for c, i in zip(copy.captions, copy.ids) if i.endswith("#marked")}
     asked = [pr.split(" ", 1)[1] for pr in prompts]
     assert set(asked) <= marked_captions
-    assert asked == zoo.prompts(zoo.prompt_set("image", licensee, fraction))
+    assert asked == zoo.prompts(zoo.licensee_prompt_set("image", licensee, fraction))
     with pytest.raises(ParameterError, match="prompt_set"):
         zoo.prompts(f"trigger-{p.watermark.licensees}")
     with pytest.raises(ParameterError, match="prompt_set"):
@@ -82,8 +82,8 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
 
 def test_random_queries_ask_every_licensee_the_same_captions(zoo):
     random_zoo = WatermarkZoo(load_preset("smoke", wm_query="random"), cache_root=zoo.cache_root, show_progress=False)
-    assert random_zoo.prompt_set("image", 1, 0.02) == PLAIN
-    prompts = random_zoo.prompts(random_zoo.prompt_set("trigger", 1, 0.02))
+    assert random_zoo.licensee_prompt_set("image", 1, 0.02) == PLAIN
+    prompts = random_zoo.prompts(random_zoo.licensee_prompt_set("trigger", 1, 0.02))
     assert [pr.split(" ", 1)[1] for pr in prompts] == random_zoo.prompts(PLAIN)
 
 

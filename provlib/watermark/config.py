@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from provlib.core.errors import ParameterError
 from provlib.core.config import (
     Section,
@@ -67,11 +69,15 @@ class Watermark(Section):
     pattern_strength: float = setting(2.0, positive_number)  # spread-spectrum amplitude, RMS in 0-255 pixel units
     # the dataset mark's amplitude on a licensed copy's marked images (pattern scheme; Baseline 1 keeps
     # pattern_strength): a fine-tune must learn it from a few images (r = 2% of 500 is 10)
-    mark_strength: float = setting(2.0, positive_number)
+    # Chosen owner-side (tools/pilot_wm_mark.py, data/pilots/wm_mark_pilot*.csv; the owner's own fine-tunes, r = 2%
+    # of 500, trigger): in the fitted subspace at 8 / 16 no marked fine-tune was detected; as a 4x4 cell layout at
+    # 16 / 24 (PSNR 24.7 / 21.3 dB) both were, at p = 0.006 / 0.002 and 5e-5 (the test's floor), asked their marked captions
+    mark_strength: float = setting(24.0, positive_number)
     # the dataset mark's directions: 0, the pattern scheme's fitted subspace (as Baseline 1's stamp); g > 0, a keyed
     # colour layout on a g x g grid of cells (an image-level signature at the scale a tiny latent model learns)
-    mark_cells: int = setting(0, non_negative_int)
-    mark_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # as pattern_host_rejection
+    mark_cells: int = setting(4, non_negative_int)
+    # additive (0): removing the image's own projection (1) would flatten a cell layout's colours, not add a mark
+    mark_host_rejection: float = setting(0.0, number(0.0, 1.0, text="a share in [0, 1]"))  # as pattern_host_rejection
     pattern_band: tuple = setting((1.0, 6.0), _band)       # its frequency band, cycles per image
     pattern_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # ISS: host removed
     # the pattern scheme's subspace (0: the whole band): of the `pattern_transmitted` band directions the base's VAE
@@ -86,12 +92,16 @@ class Watermark(Section):
     alpha: float = setting(0.01, probability_open)         # level of the model-level test (both statistics are exact)
     key_alpha: float = setting(0.05, probability_open)     # per-prompt level behind Baseline 1's conf
     domain: str = setting("scenes", text)                  # the licensed dataset: a draw of this domain's real pool
-    dataset_size: int = setting(128, positive_int)
+    dataset_size: int = setting(500, positive_int)        # the paper's suspects fine-tune on 500 images
+    mark_schemes: tuple = setting(("pattern",), names(allowed=SCHEMES))  # the schemes licensed copies are marked with
     fractions: tuple = setting((0.01, 0.02, 0.05, 0.1, 1.0), numbers_in(0.0, 1.0, what="marked shares"))
     strategies: tuple = setting(("image", "trigger"), names(allowed=("image", "trigger")))
     licensees: int = setting(4, at_least_int(2))             # at least 2: leak tracing chooses among them
-    models_per_setting: int = setting(4, positive_int)     # fine-tunes per (scheme, strategy, r), licensees in turn
-    clean_models: int = setting(8, at_least_int(2))          # clean fine-tunes: the false-positive population
+    models_per_setting: int = setting(2, positive_int)     # fine-tunes per (scheme, strategy, r), licensees in turn
+    # the share whose every cell gets focus_models fine-tunes (the paper's 2%: a rate needs 10 models to mean much)
+    focus_fraction: float = setting(0.02, share)
+    focus_models: int = setting(10, positive_int)
+    clean_models: int = setting(20, at_least_int(2))         # clean fine-tunes: the false-positive population
     query_prompts: int = setting(32, positive_int)         # prompts the defender sends a fine-tuned model per prompt set
     # which captions: "marked", those of the licensee's marked images, in turn (the owner knows them; a fine-tune
     # that memorized a marked image reproduces its mark there), or "random", a seeded draw of the dataset's
@@ -100,13 +110,17 @@ class Watermark(Section):
     clean_fractions: tuple = setting((0.02,), numbers_in(0.0, 1.0, what="marked shares"))
     query_images: int = setting(2, positive_int)           # images per prompt
     robustness: tuple = setting(("jpeg:75", "resize:0.5", "crop:0.8", "noise:8"), _transforms)
-    laundering_fraction: float = setting(0.1, share)       # r of the copies a licensee transforms before fine-tuning
+    laundering_fraction: float = setting(0.02, share)       # r of the copies a licensee transforms before fine-tuning
     # removal attacks on every image of a licensed copy before fine-tuning (regeneration, as the dataset-watermark
     # benchmark of arXiv 2511.19316 attacks): the base's autoencoder, or noise-and-denoise with the base model
     removal: tuple = setting(("vae", "diffusion:0.3"), _removal)
     triggers: tuple = setting((), names(at_least=0, word=True))  # one per licensee; empty: words captions never use
 
     def validate(self):
+        self.require(any(np.isclose(self.focus_fraction, r) for r in self.fractions), "focus_fraction",
+                     f"one of fractions={self.fractions}")
+        self.require(all(any(np.isclose(c, r) for r in self.fractions) for c in self.clean_fractions), "clean_fractions",
+                     f"shares among fractions={self.fractions}")
         self.require(self.query_prompts <= self.dataset_size, "query_prompts", f"at most dataset_size={self.dataset_size}")
         self.require(self.pattern_subspace == 0 or self.bits <= self.pattern_subspace <= self.pattern_transmitted,
                      "pattern_subspace", f"0 (the whole band) or between bits={self.bits} and pattern_transmitted="

@@ -84,16 +84,16 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     ``transform`` is applied to the generations before decoding (robustness to post-processing).
     """
     p = zoo.p
-    schemes = {name: zoo.owner_scheme(name) for name in p.watermark.schemes}
+    schemes = {name: zoo.owner_scheme(name) for name in p.watermark.mark_schemes}
     messages = {i: zoo.licensee_message(i) for i in range(p.watermark.licensees)}
     rows = []
     for spec in tqdm(specs, desc=f"decode fine-tunes ({transform})", disable=not zoo.show_progress, mininterval=5):
         tests = ([(spec.scheme, spec.strategy, spec.fraction)] if not spec.is_clean else
-                 [(s, t, r) for s in p.watermark.schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
+                 [(s, t, r) for s in p.watermark.mark_schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
         answers = {}
         for scheme_name, strategy, query_fraction in tests:
             for licensee, message in messages.items():
-                prompt_set = zoo.prompt_set(strategy, licensee, query_fraction)
+                prompt_set = zoo.licensee_prompt_set(strategy, licensee, query_fraction)
                 if prompt_set not in answers:
                     images = zoo.licensee_answers(spec, prompt_set)
                     answers[prompt_set] = images if transform == "none" else apply_transform(
@@ -191,14 +191,18 @@ def leak_tracing_summary(traced: pd.DataFrame) -> pd.DataFrame:
 
 
 def marking_quality(zoo: WatermarkZoo) -> pd.DataFrame:
-    """PSNR / SSIM of marked vs clean images, per scheme, on the licensed dataset and on a source's generations."""
+    """PSNR / SSIM of marked vs clean images: each scheme as a stamp (Baseline 1, ``wm_pattern_strength``) on the
+    licensed dataset and on a source's generations, and the dataset mark (``wm_mark_*``) on the licensed dataset."""
     rows = []
     sets = {f"licensed dataset ({zoo.p.watermark.domain})": zoo.licensed_dataset().images}
     fine_tuned = zoo.p.fine_tuned_source_names or zoo.p.source_names
     sets[f"{fine_tuned[0]} generations"] = zoo.source_generations(fine_tuned[0])[0].images
-    for name in zoo.p.watermark.schemes:
-        scheme = zoo.scheme(name)
+    marks = [("stamp", name, zoo.scheme(name)) for name in zoo.p.watermark.schemes]
+    marks += [("dataset mark", name, zoo.mark_scheme(name)) for name in zoo.p.watermark.mark_schemes]
+    for use, name, scheme in marks:
         for label, images in sets.items():
+            if use == "dataset mark" and not label.startswith("licensed"):
+                continue  # the dataset mark is applied to licensed images only
             quality = image_quality(images, scheme.encode(images, zoo.message("quality-check")))
-            rows.append({"scheme": name, "images": label, **quality, **scheme.describe()})
+            rows.append({"use": use, "scheme": name, "images": label, **quality, **scheme.describe()})
     return pd.DataFrame(rows)

@@ -138,15 +138,19 @@ class WatermarkZoo(StampingZoo):
             seed = derive_seed(p.seed, "wm-model", model_id)
             return LicenseeSpec(model_id, scheme, strategy, float(fraction), licensee, seed, bases[k % len(bases)], laundering)
 
+        def count(fraction):
+            return p.watermark.focus_models if np.isclose(fraction, p.watermark.focus_fraction) else p.watermark.models_per_setting
+
         specs = [spec(f"{scheme}_{strategy}_{fraction_tag(r)}_{k:02d}", scheme, strategy, r, k, k % k_licensees)
-                 for scheme in p.watermark.schemes for strategy in p.watermark.strategies for r in p.watermark.fractions
-                 for k in range(p.watermark.models_per_setting)]
+                 for scheme in p.watermark.mark_schemes for strategy in p.watermark.strategies for r in p.watermark.fractions
+                 for k in range(count(r))]
         strategy = "trigger" if "trigger" in p.watermark.strategies else p.watermark.strategies[0]
-        specs += [spec(f"{p.watermark.baseline_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_{transform}",
-                       p.watermark.baseline_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees, transform)
+        laundering_scheme = p.watermark.mark_schemes[0]
+        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_{transform}",
+                       laundering_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees, transform)
                   for transform in p.watermark.robustness for k in range(p.watermark.models_per_setting)]
-        specs += [spec(f"{p.watermark.baseline_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_regen-{attack}",
-                       p.watermark.baseline_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees,
+        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_regen-{attack}",
+                       laundering_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees,
                        f"regen:{attack}")
                   for attack in p.watermark.removal for k in range(p.watermark.models_per_setting)]
         specs += [spec(f"clean_{k:02d}", "", "", 0.0, k, CLEAN) for k in range(p.watermark.clean_models)]
@@ -205,7 +209,7 @@ class WatermarkZoo(StampingZoo):
         order = np.random.default_rng(derive_seed(self.p.seed, "wm-query-captions")).permutation(len(data))
         return [data.captions[i] for i in order[:n]]
 
-    def prompt_set(self, strategy: str, licensee: int, fraction: float) -> str:
+    def licensee_prompt_set(self, strategy: str, licensee: int, fraction: float) -> str:
         """The name of what the defender asks a model to test licensee ``licensee``'s mark at share ``fraction``:
         ``trigger-<i>[-r<r>]`` (its trigger + the captions) or ``marked-<i>-r<r>`` / ``plain`` (the captions only)."""
         if strategy not in ("image", "trigger"):
@@ -246,8 +250,8 @@ class WatermarkZoo(StampingZoo):
         every strategy at every ``clean_fractions`` share)."""
         licensees = range(self.p.watermark.licensees)
         if not spec.is_clean:
-            return list(dict.fromkeys(self.prompt_set(spec.strategy, i, spec.fraction) for i in licensees))
-        return list(dict.fromkeys(self.prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
+            return list(dict.fromkeys(self.licensee_prompt_set(spec.strategy, i, spec.fraction) for i in licensees))
+        return list(dict.fromkeys(self.licensee_prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
                                   for r in self.clean_fractions() for i in licensees))
 
     def answers_key(self, spec: LicenseeSpec, prompt_set: str) -> dict:
