@@ -46,10 +46,7 @@ class Zoo:
         if w.data_source == "folder" and domain not in w.dataset_dirs:
             raise ParameterError(f"dataset_dirs['{domain}']", "a folder of images with captions.csv or metadata.jsonl "
                                  f"(the {domain} domain has no procedural data at paper scale)", sorted(w.dataset_dirs))
-        if split == "licensed":
-            n = self.p.watermark.dataset_size
-        else:
-            n = w.n_pretrain if (domain == "generic" and split == "private") else (w.n_private if split == "private" else w.n_real)
+        n = {"licensed": self.p.watermark.dataset_size, "private": w.n_pretrain if domain == "generic" else w.n_private}.get(split, w.n_real)
         config = {"kind": "dataset", "v": CODE_VERSION["dataset"], "domain": domain, "split": split, "n": n,
                   "resolution": w.resolution, "seed": self.p.seed, "data_source": w.data_source}
         if w.data_source == "folder":
