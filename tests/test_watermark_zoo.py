@@ -54,7 +54,11 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     plan = pd.DataFrame([vars(s) for s in specs])
     assert plan.model_id.is_unique and plan.seed.is_unique
     main = plan[(plan.licensee != CLEAN) & (plan.laundering == "none")]
-    assert len(main) == len(p.watermark.schemes) * len(p.watermark.strategies) * len(p.watermark.fractions) * p.watermark.models_per_setting
+    per_fraction = [p.watermark.focus_models if r == p.watermark.focus_fraction else p.watermark.models_per_setting
+                    for r in p.watermark.fractions]
+    assert len(main) == len(p.watermark.mark_schemes) * len(p.watermark.strategies) * sum(per_fraction)
+    at_focus = main[main.fraction == p.watermark.focus_fraction]
+    assert len(at_focus) == len(p.watermark.strategies) * p.watermark.focus_models
     assert set(main.licensee) == set(range(p.watermark.licensees)) and set(plan.base) == set(p.models.base_names)
     assert (plan.licensee == CLEAN).sum() == p.watermark.clean_models
     assert set(plan.laundering) == {"none", *p.watermark.robustness, *(f"regen:{a}" for a in p.watermark.removal)}

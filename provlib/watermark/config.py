@@ -97,7 +97,10 @@ class Watermark(Section):
     fractions: tuple = setting((0.01, 0.02, 0.05, 0.1, 1.0), numbers_in(0.0, 1.0, what="marked shares"))
     strategies: tuple = setting(("image", "trigger"), names(allowed=("image", "trigger")))
     licensees: int = setting(4, at_least_int(2))             # at least 2: leak tracing chooses among them
-    models_per_setting: int = setting(2, positive_int)     # fine-tunes per (scheme, strategy, r), licensees in turn
+    # fine-tunes per (scheme, strategy, r) away from the focus share, and per laundering / removal attack, licensees in
+    # turn: one at cpu, where a fine-tune that learns the mark (750 steps; 400 did not, data/pilots/
+    # wm_mark_pilot_cells4_marked_steps400.csv) costs a core 1.5-3 minutes and 40 are spent on the 2% cells and clean
+    models_per_setting: int = setting(1, positive_int)
     # the share whose every cell gets focus_models fine-tunes (the paper's 2%: a rate needs 10 models to mean much)
     focus_fraction: float = setting(0.02, share)
     focus_models: int = setting(10, positive_int)
