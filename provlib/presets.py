@@ -260,8 +260,8 @@ PRESETS = {
         tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
         tp_grubbs_batches=10,  # 24 test images: 15 batches would hold one or two images each
         wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
-        wm_focus_fraction=0.25, wm_focus_models=2, wm_clean_fractions=(0.25,), wm_removal=("diffusion:0.5",),
-        wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"), wm_laundering_fraction=0.25,
+        wm_focus_fraction=0.25, wm_focus_models=2, wm_removal=("diffusion:0.5",),
+        wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"),
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
     # Issue 17's world at the size a 2-core session can run cold within the 2 h ceiling: the four fine-tuned sources
@@ -312,8 +312,8 @@ PRESETS["sd-rehearsal"] = PRESETS["sd"].replace(
     tp_classes=PRESETS["smoke"].trainprove.classes, tp_resolution=32, tp_pool_per_class=6, tp_train_per_class=4,
     tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
     wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,
-    wm_focus_fraction=0.25, wm_focus_models=2, wm_clean_fractions=(0.25,),
-    wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75",), wm_laundering_fraction=0.25,
+    wm_focus_fraction=0.25, wm_focus_models=2,
+    wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75",),
     wm_removal=("diffusion:0.5",),
 )
 PRESETS["sd-rehearsal"] = dataclasses.replace(PRESETS["sd-rehearsal"], name="sd-rehearsal")

@@ -56,14 +56,14 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     main = plan[(plan.licensee != CLEAN) & (plan.laundering == "none")]
     per_fraction = [p.watermark.focus_models if r == p.watermark.focus_fraction else p.watermark.models_per_setting
                     for r in p.watermark.fractions]
-    assert len(main) == len(p.watermark.mark_schemes) * len(p.watermark.strategies) * sum(per_fraction)
+    assert len(main) == len(zoo.mark_schemes) * len(p.watermark.strategies) * sum(per_fraction)
     at_focus = main[main.fraction == p.watermark.focus_fraction]
     assert len(at_focus) == len(p.watermark.strategies) * p.watermark.focus_models
     assert set(main.licensee) == set(range(p.watermark.licensees)) and set(plan.base) == set(p.models.base_names)
     assert (plan.licensee == CLEAN).sum() == p.watermark.clean_models
     assert set(plan.laundering) == {"none", *p.watermark.robustness, *(f"regen:{a}" for a in p.watermark.removal)}
     clean = next(s for s in specs if s.is_clean)
-    r = p.watermark.clean_fractions[0]
+    r = p.watermark.focus_fraction
     assert zoo.prompt_sets(clean) == [zoo.licensee_prompt_set(strategy, i, r) for strategy in p.watermark.strategies
                                       for i in range(p.watermark.licensees)]
     assert zoo.licensee_training_set(clean).ids == zoo.licensed_dataset().ids
@@ -82,13 +82,6 @@ def test_licensee_plan_covers_every_setting_and_licensee(zoo):
         zoo.prompts(f"trigger-{p.watermark.licensees}")
     with pytest.raises(ParameterError, match="prompt_set"):
         zoo.prompts("marked-0-r33")
-
-
-def test_random_queries_ask_every_licensee_the_same_captions(zoo):
-    random_zoo = WatermarkZoo(load_preset("smoke", wm_query="random"), cache_root=zoo.cache_root, show_progress=False)
-    assert random_zoo.licensee_prompt_set("image", 1, 0.02) == PLAIN
-    prompts = random_zoo.prompts(random_zoo.licensee_prompt_set("trigger", 1, 0.02))
-    assert [pr.split(" ", 1)[1] for pr in prompts] == random_zoo.prompts(PLAIN)
 
 
 def test_bad_watermark_parameters_name_the_field():

@@ -74,10 +74,9 @@ class Watermark(Section):
     # 16 / 24 (PSNR 24.7 / 21.3 dB) both were, at p = 0.006 / 0.002 and 5e-5 (the test's floor), asked their marked captions
     mark_strength: float = setting(24.0, positive_number)
     # the dataset mark's directions: 0, the pattern scheme's fitted subspace (as Baseline 1's stamp); g > 0, a keyed
-    # colour layout on a g x g grid of cells (an image-level signature at the scale a tiny latent model learns)
+    # colour layout on a g x g grid of cells (an image-level signature at the scale a tiny latent model learns), added
+    # to the image: removing the image's own projection would flatten a cell layout's colours, not add a mark
     mark_cells: int = setting(4, non_negative_int)
-    # additive (0): removing the image's own projection (1) would flatten a cell layout's colours, not add a mark
-    mark_host_rejection: float = setting(0.0, number(0.0, 1.0, text="a share in [0, 1]"))  # as pattern_host_rejection
     pattern_band: tuple = setting((1.0, 6.0), _band)       # its frequency band, cycles per image
     pattern_host_rejection: float = setting(1.0, number(0.0, 1.0, text="a share in [0, 1]"))  # ISS: host removed
     # the pattern scheme's subspace (0: the whole band): of the `pattern_transmitted` band directions the base's VAE
@@ -93,7 +92,6 @@ class Watermark(Section):
     key_alpha: float = setting(0.05, probability_open)     # per-prompt level behind Baseline 1's conf
     domain: str = setting("scenes", text)                  # the licensed dataset: a draw of this domain's real pool
     dataset_size: int = setting(500, positive_int)        # the paper's suspects fine-tune on 500 images
-    mark_schemes: tuple = setting(("pattern",), names(allowed=SCHEMES))  # the schemes licensed copies are marked with
     fractions: tuple = setting((0.01, 0.02, 0.05, 0.1, 1.0), numbers_in(0.0, 1.0, what="marked shares"))
     strategies: tuple = setting(("image", "trigger"), names(allowed=("image", "trigger")))
     licensees: int = setting(4, at_least_int(2))             # at least 2: leak tracing chooses among them
@@ -101,19 +99,14 @@ class Watermark(Section):
     # turn: one at cpu, where a fine-tune that learns the mark (750 steps; 400 did not, data/pilots/
     # wm_mark_pilot_cells4_marked_steps400.csv) costs a core 1.5-3 minutes and 40 are spent on the 2% cells and clean
     models_per_setting: int = setting(1, positive_int)
-    # the share whose every cell gets focus_models fine-tunes (the paper's 2%: a rate needs 10 models to mean much)
+    # the share whose every cell gets focus_models fine-tunes (the paper's 2%: a rate needs 10 models to mean much);
+    # clean fine-tunes are asked every licensee's marked captions at it, and laundered / regenerated copies are made at it
     focus_fraction: float = setting(0.02, share)
     focus_models: int = setting(10, positive_int)
     clean_models: int = setting(20, at_least_int(2))         # clean fine-tunes: the false-positive population
     query_prompts: int = setting(32, positive_int)         # prompts the defender sends a fine-tuned model per prompt set
-    # which captions: "marked", those of the licensee's marked images, in turn (the owner knows them; a fine-tune
-    # that memorized a marked image reproduces its mark there), or "random", a seeded draw of the dataset's
-    query: str = setting("marked", choice("marked", "random"))
-    # the shares at which clean fine-tunes are asked every licensee's marked captions (their false positives)
-    clean_fractions: tuple = setting((0.02,), numbers_in(0.0, 1.0, what="marked shares"))
     query_images: int = setting(2, positive_int)           # images per prompt
     robustness: tuple = setting(("jpeg:75", "resize:0.5", "crop:0.8", "noise:8"), _transforms)
-    laundering_fraction: float = setting(0.02, share)       # r of the copies a licensee transforms before fine-tuning
     # removal attacks on every image of a licensed copy before fine-tuning (regeneration, as the dataset-watermark
     # benchmark of arXiv 2511.19316 attacks): the base's autoencoder, or noise-and-denoise with the base model
     removal: tuple = setting(("vae", "diffusion:0.3"), _removal)
@@ -122,8 +115,6 @@ class Watermark(Section):
     def validate(self):
         self.require(any(np.isclose(self.focus_fraction, r) for r in self.fractions), "focus_fraction",
                      f"one of fractions={self.fractions}")
-        self.require(all(any(np.isclose(c, r) for r in self.fractions) for c in self.clean_fractions), "clean_fractions",
-                     f"shares among fractions={self.fractions}")
         self.require(self.query_prompts <= self.dataset_size, "query_prompts", f"at most dataset_size={self.dataset_size}")
         self.require(self.pattern_subspace == 0 or self.bits <= self.pattern_subspace <= self.pattern_transmitted,
                      "pattern_subspace", f"0 (the whole band) or between bits={self.bits} and pattern_transmitted="

@@ -84,12 +84,12 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     ``transform`` is applied to the generations before decoding (robustness to post-processing).
     """
     p = zoo.p
-    schemes = {name: zoo.owner_scheme(name) for name in p.watermark.mark_schemes}
+    schemes = {name: zoo.owner_scheme(name) for name in zoo.mark_schemes}
     messages = {i: zoo.licensee_message(i) for i in range(p.watermark.licensees)}
     rows = []
     for spec in tqdm(specs, desc=f"decode fine-tunes ({transform})", disable=not zoo.show_progress, mininterval=5):
         tests = ([(spec.scheme, spec.strategy, spec.fraction)] if not spec.is_clean else
-                 [(s, t, r) for s in p.watermark.mark_schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
+                 [(s, t, r) for s in zoo.mark_schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
         answers = {}
         for scheme_name, strategy, query_fraction in tests:
             for licensee, message in messages.items():
@@ -198,7 +198,7 @@ def marking_quality(zoo: WatermarkZoo) -> pd.DataFrame:
     fine_tuned = zoo.p.fine_tuned_source_names or zoo.p.source_names
     sets[f"{fine_tuned[0]} generations"] = zoo.source_generations(fine_tuned[0])[0].images
     marks = [("stamp", name, zoo.scheme(name)) for name in zoo.p.watermark.schemes]
-    marks += [("dataset mark", name, zoo.mark_scheme(name)) for name in zoo.p.watermark.mark_schemes]
+    marks += [("dataset mark", name, zoo.mark_scheme(name)) for name in zoo.mark_schemes]
     for use, name, scheme in marks:
         for label, images in sets.items():
             if use == "dataset mark" and not label.startswith("licensed"):

@@ -79,6 +79,9 @@ class WatermarkZoo(StampingZoo):
         return [unused[i] for i in rng.permutation(len(unused))[:k]]
 
     # ---- dataset watermarking: licensed copies and the models fine-tuned on them ----------------------
+    # the scheme licensed copies are marked with (dwtdct does not survive a VAE: notebook 06's survival table)
+    mark_schemes = ("pattern",)
+
     def licensed_dataset(self) -> CaptionedImageSet:
         """The owner's dataset, ``wm_dataset_size`` images of ``wm_domain``: procedurally its own split (the paper's
         suspects fine-tune on about 500 images, more than the suspects' real pool holds), from a folder a seeded
@@ -95,14 +98,14 @@ class WatermarkZoo(StampingZoo):
 
     def mark_scheme(self, name: str) -> WatermarkScheme:
         """The scheme that marks licensed copies: ``wm_mark_strength`` for the pattern scheme, in ``wm_mark_cells``'
-        colour layout when set (else the pattern's own subspace), with ``wm_mark_host_rejection``."""
+        colour layout when set (additive), else in the pattern's own subspace (with ``wm_pattern_host_rejection``)."""
         wm = self.p.watermark
         if name != "pattern":
             return self.scheme(name)
         resolution = self.p.world.resolution
-        basis = (dict(subspace=cell_basis(resolution, resolution, wm.mark_cells), subspace_id=f"cells{wm.mark_cells}")
-                 if wm.mark_cells else {})
-        return self.scheme(name, strength=wm.mark_strength, host_rejection=wm.mark_host_rejection, **basis)
+        basis = (dict(subspace=cell_basis(resolution, resolution, wm.mark_cells), subspace_id=f"cells{wm.mark_cells}",
+                      host_rejection=0.0) if wm.mark_cells else {})
+        return self.scheme(name, strength=wm.mark_strength, **basis)
 
     def owner_scheme(self, name: str) -> WatermarkScheme:
         """The dataset owner's decoder, calibrated on its unmarked dataset."""
@@ -142,15 +145,15 @@ class WatermarkZoo(StampingZoo):
             return p.watermark.focus_models if np.isclose(fraction, p.watermark.focus_fraction) else p.watermark.models_per_setting
 
         specs = [spec(f"{scheme}_{strategy}_{fraction_tag(r)}_{k:02d}", scheme, strategy, r, k, k % k_licensees)
-                 for scheme in p.watermark.mark_schemes for strategy in p.watermark.strategies for r in p.watermark.fractions
+                 for scheme in self.mark_schemes for strategy in p.watermark.strategies for r in p.watermark.fractions
                  for k in range(count(r))]
         strategy = "trigger" if "trigger" in p.watermark.strategies else p.watermark.strategies[0]
-        laundering_scheme = p.watermark.mark_schemes[0]
-        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_{transform}",
-                       laundering_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees, transform)
+        laundering_scheme, focus = self.mark_schemes[0], p.watermark.focus_fraction
+        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(focus)}_{k:02d}_{transform}",
+                       laundering_scheme, strategy, focus, k, k % k_licensees, transform)
                   for transform in p.watermark.robustness for k in range(p.watermark.models_per_setting)]
-        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(p.watermark.laundering_fraction)}_{k:02d}_regen-{attack}",
-                       laundering_scheme, strategy, p.watermark.laundering_fraction, k, k % k_licensees,
+        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(focus)}_{k:02d}_regen-{attack}",
+                       laundering_scheme, strategy, focus, k, k % k_licensees,
                        f"regen:{attack}")
                   for attack in p.watermark.removal for k in range(p.watermark.models_per_setting)]
         specs += [spec(f"clean_{k:02d}", "", "", 0.0, k, CLEAN) for k in range(p.watermark.clean_models)]
@@ -197,11 +200,11 @@ class WatermarkZoo(StampingZoo):
 
     # ---- querying the fine-tuned models ------------------------------------------------------------
     def query_captions(self, licensee: int | None = None, fraction: float | None = None) -> list[str]:
-        """The captions the defender sends, ``wm_query_prompts`` of them: with ``wm_query="marked"`` (and a licensee
-        and r) the captions of that licensee's marked images, in turn; otherwise a seeded draw of the dataset's."""
+        """The captions the defender sends, ``wm_query_prompts`` of them: for a licensee and r, the captions of that
+        licensee's marked images, in turn; otherwise (``plain``) a seeded draw of the dataset's."""
         data = self.licensed_dataset()
         n = self.p.watermark.query_prompts
-        if self.p.watermark.query == "marked" and licensee is not None:
+        if licensee is not None:
             marked = self.marked_indices(fraction, licensee)
             # the owner made the copy, so it knows which images it marked: their own captions are where a
             # fine-tune that memorized a marked image reproduces it, mark included
@@ -214,8 +217,6 @@ class WatermarkZoo(StampingZoo):
         ``trigger-<i>[-r<r>]`` (its trigger + the captions) or ``marked-<i>-r<r>`` / ``plain`` (the captions only)."""
         if strategy not in ("image", "trigger"):
             raise ParameterError("strategy", "'image' or 'trigger'", strategy)
-        if self.p.watermark.query != "marked":
-            return PLAIN if strategy == "image" else f"trigger-{licensee}"
         return f"{'trigger' if strategy == 'trigger' else 'marked'}-{licensee}-{fraction_tag(fraction)}"
 
     def prompts(self, prompt_set: str) -> list[str]:
@@ -239,15 +240,15 @@ class WatermarkZoo(StampingZoo):
     def query_fractions(self) -> list[float]:
         """Every marked share a copy is made at (the shares whose marked captions the defender may ask)."""
         wm = self.p.watermark
-        return sorted(set(wm.fractions) | {wm.laundering_fraction} | set(wm.clean_fractions))
+        return sorted(set(wm.fractions))
 
     def clean_fractions(self) -> list[float]:
-        """The shares at which a clean fine-tune is asked every licensee's prompts (with random queries: one)."""
-        return list(self.p.watermark.clean_fractions) if self.p.watermark.query == "marked" else [0.0]
+        """The shares at which a clean fine-tune is asked every licensee's prompts: the focus share."""
+        return [self.p.watermark.focus_fraction]
 
     def prompt_sets(self, spec: LicenseeSpec) -> list[str]:
         """What the defender asks a model: every licensee's prompts, for the model's strategy and r (a clean model:
-        every strategy at every ``clean_fractions`` share)."""
+        every strategy at the focus share)."""
         licensees = range(self.p.watermark.licensees)
         if not spec.is_clean:
             return list(dict.fromkeys(self.licensee_prompt_set(spec.strategy, i, spec.fraction) for i in licensees))
