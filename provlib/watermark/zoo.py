@@ -70,8 +70,8 @@ class WatermarkZoo(StampingZoo):
             if k > len(PAPER_TRIGGERS):
                 raise ParameterError("wm_triggers", f"{k} trigger words (only {len(PAPER_TRIGGERS)} defaults exist)", ())
             return list(PAPER_TRIGGERS[:k])
-        used = {word for split in ("real", "licensed") if split != "licensed" or p.world.data_source != "folder"
-                for caption in self.dataset(p.watermark.domain, split).captions for word in caption.split()}
+        used = {word for split in {"real", self.licensed_split} for caption in self.dataset(p.watermark.domain, split).captions
+                for word in caption.split()}
         unused = sorted(set(scenes.vocabulary()) - used)
         if len(unused) < k:
             raise ParameterError("wm_licensees", f"at most {len(unused)} licensees (words unused by {p.watermark.domain} captions)", k)
@@ -86,15 +86,19 @@ class WatermarkZoo(StampingZoo):
         """The owner's dataset, ``wm_dataset_size`` images of ``wm_domain``: procedurally its own split (the paper's
         suspects fine-tune on about 500 images, more than the suspects' real pool holds), from a folder a seeded
         draw of its real pool."""
-        if self.p.world.data_source != "folder":
+        if self.licensed_split == "licensed":
             return self.dataset(self.p.watermark.domain, "licensed")
         pool = self.dataset(self.p.watermark.domain, "real")
         order = np.random.default_rng(derive_seed(self.p.seed, "wm-dataset")).permutation(len(pool))
         return pool.subset(np.sort(order[:self.p.watermark.dataset_size]))
 
+    @property
+    def licensed_split(self) -> str:
+        """The split the licensed dataset is drawn from: its own procedurally, the real pool from a folder."""
+        return "real" if self.p.world.data_source == "folder" else "licensed"
+
     def licensed_dataset_config(self) -> dict:
-        split = "real" if self.p.world.data_source == "folder" else "licensed"
-        return self.dataset_config(self.p.watermark.domain, split)
+        return self.dataset_config(self.p.watermark.domain, self.licensed_split)
 
     def mark_scheme(self, name: str) -> WatermarkScheme:
         """The scheme that marks licensed copies: ``wm_mark_strength`` for the pattern scheme, in ``wm_mark_cells``'
@@ -149,13 +153,10 @@ class WatermarkZoo(StampingZoo):
                  for k in range(count(r))]
         strategy = "trigger" if "trigger" in p.watermark.strategies else p.watermark.strategies[0]
         laundering_scheme, focus = self.mark_schemes[0], p.watermark.focus_fraction
-        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(focus)}_{k:02d}_{transform}",
-                       laundering_scheme, strategy, focus, k, k % k_licensees, transform)
-                  for transform in p.watermark.robustness for k in range(p.watermark.models_per_setting)]
-        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(focus)}_{k:02d}_regen-{attack}",
-                       laundering_scheme, strategy, focus, k, k % k_licensees,
-                       f"regen:{attack}")
-                  for attack in p.watermark.removal for k in range(p.watermark.models_per_setting)]
+        launderings = [*p.watermark.robustness, *(f"regen:{attack}" for attack in p.watermark.removal)]
+        specs += [spec(f"{laundering_scheme}_{strategy}_{fraction_tag(focus)}_{k:02d}_{laundering.replace('regen:', 'regen-', 1)}",
+                       laundering_scheme, strategy, focus, k, k % k_licensees, laundering)
+                  for laundering in launderings for k in range(p.watermark.models_per_setting)]
         specs += [spec(f"clean_{k:02d}", "", "", 0.0, k, CLEAN) for k in range(p.watermark.clean_models)]
         return specs
 
