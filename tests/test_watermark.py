@@ -140,10 +140,12 @@ def test_bad_messages_and_images_name_the_parameter(faces):
     assert message_hex([1, 0, 1, 0, 1, 0, 1, 0]) == "aa"
 
 
-def test_transforms_keep_size_and_reject_bad_specs(faces):
+def test_transforms_change_every_image_keep_its_size_and_reject_bad_specs(faces):
     for spec in ("jpeg:75", "resize:0.5", "crop:0.8", "noise:8", "none"):
         out = apply_transform(faces[:3], spec, seed=1)
         assert out.shape == faces[:3].shape and out.dtype == np.uint8
+        # every real transform alters every image: a no-op would make a robustness row vacuous
+        assert spec == "none" or (out != faces[:3]).any(axis=(1, 2, 3)).all(), spec
     assert (apply_transform(faces[:3], "noise:0") == faces[:3]).all()
     assert parse_transform("jpeg:50") == ("jpeg", 50.0)
     with pytest.raises(ParameterError, match="wm_robustness"):
