@@ -54,7 +54,11 @@ CONTRACTS = {
                                            "generator_attribution"},
            "trainprove_by_test_size": {"rule", "n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"}},
     "08": {"verify_verdicts": {"model_id", "kind", "conf", "verdict", "p_value", "queries_spent", "conf_04", "verdict_04",
-                               "agrees_with_04", "key_file_sha256"}},
+                               "agrees_with_04", "key_file_sha256"},
+           "verify_trainprove_verdicts": {"model_id", "defender", "kind", "verdict", "accuracy", "p_value", "verified",
+                                          "verified_07", "agrees_with_07", "label_only"},
+           "verify_watermark_verdicts": {"model_id", "true_licensee", "tested_licensee", "p_value", "detected",
+                                         "named_licensee", "p_value_06", "detected_06", "agrees_with_06"}},
 }
 FIGURES = {
     "01": ["01_datasets", "01_memorization", "01_memorized_examples", "01_copy_curve"],
@@ -194,6 +198,12 @@ def extra_checks_08():
     exact = verdicts[verdicts.kind != "lora"]  # a folder and its endpoint are asked with 04's seeds: 04's verdict exactly
     assert exact.agrees_with_04.all() and (exact.conf - exact.conf_04).abs().max() < 1e-9
     assert verdicts.key_file_sha256.nunique() == 1 and verdicts.p_value.between(0, 1).all()
+    trainprove = table("verify_trainprove_verdicts")  # a classifier folder and a label-only endpoint: 07's verdict
+    assert set(trainprove.kind) == {"classifier", "classifier-endpoint"} and trainprove.agrees_with_07.all()
+    assert set(trainprove.trained_on_defender) == {True, False}
+    assert (trainprove.label_only == (trainprove.kind == "classifier-endpoint")).all()
+    watermark = table("verify_watermark_verdicts")  # 06's fine-tunes asked with 06's seeds: 06's p-values exactly
+    assert watermark.agrees_with_06.all() and (watermark.true_licensee == -1).any() and (watermark.true_licensee >= 0).any()
 
 
 def extra_checks_07():

@@ -292,3 +292,34 @@ def test_a_classifier_behind_a_label_only_endpoint_is_verified_and_its_answers_c
         server.shutdown()
         server.server_close()
     assert json.loads((tmp_path / "out" / "verdict.json").read_text())["key_file_sha256"] == keys.sha256
+
+
+# ---- the dataset watermark: which licensee's copy? ------------------------------------------------------
+def test_watermark_verification_names_the_licensee_whose_mark_the_suspect_draws(tmp_path):
+    from provlib.verify.watermark import StoredPatternScheme, save_watermark_keys, verify_watermark
+    from provlib.watermark.schemes import PatternScheme, random_message
+
+    scheme = PatternScheme(32, key=3, strength=6.0)
+    messages = np.stack([random_message(32, seed=s) for s in range(3)])
+    prompts = [[f"licensee {i} caption {j}" for j in range(4)] for i in range(3)]
+    settings = {"strategy": "trigger", "fraction": 0.02, "triggers": ["a", "b", "c"], "alpha": 0.01, "statistic": "soft",
+                "images_per_prompt": 2, "query_seed": 5, "sampler": Sampler(2, 1.0, 32).as_dict()}
+    keys = save_watermark_keys(tmp_path / "keys", scheme, 32, messages, prompts, settings)
+    stored = StoredPatternScheme(keys.arrays["patterns"], keys.arrays["amplitude"][0], keys.arrays["offset"], 32)
+
+    def drawn(prompt, seeds):  # the stand-in black box at the key file's 32 px
+        return [np.random.default_rng([len(prompt), int(s)]).integers(0, 256, (32, 32, 3), dtype=np.uint8) for s in seeds]
+
+    images = np.stack(drawn("x", range(6)))
+    assert np.allclose(stored.soft_decode(images), scheme.soft_decode(images))  # the key file decodes as the scheme
+    marked_by_1 = CallableSuspect(lambda prompt, seeds: list(scheme.encode(np.stack(drawn(prompt, seeds)), messages[1])))
+    record, answers = verify_watermark(keys, marked_by_1, show_progress=False)
+    assert record["named_licensee"] == "1" and answers.shape == (3, 4, 2, 32, 32, 3)
+    assert [r["detected"] for r in record["licensees"]] == [False, True, False]
+    clean, _ = verify_watermark(keys, CallableSuspect(drawn), show_progress=False)
+    assert clean["named_licensee"] == "none" and clean["queries_spent"] == 3 * 4 * 2
+    both = CallableSuspect(lambda prompt, seeds: list(scheme.encode(
+        np.stack(drawn(prompt, seeds)), messages[0 if prompt.startswith("licensee 0") else 2])))
+    assert verify_watermark(keys, both, show_progress=False)[0]["named_licensee"].startswith("several")
+    with pytest.raises(ParameterError, match="prompt_sets"):
+        save_watermark_keys(tmp_path / "k2", scheme, 16, messages, prompts[:2], settings)

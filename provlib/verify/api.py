@@ -8,26 +8,26 @@ from provlib.core.models import save_pipeline
 from provlib.verify.attribution import verify_attribution
 from provlib.verify.keyfile import load_key_file
 from provlib.verify.lora import export_lora
-from provlib.verify.report import trainprove_html, write_files, write_report
+from provlib.verify.report import trainprove_html, watermark_html, write_files, write_report
 from provlib.verify.suspects import SUSPECT_KINDS, open_suspect
 from provlib.verify.trainprove import CLASSIFIER_KINDS, open_classifier, verify_trainprove
+from provlib.verify.watermark import verify_watermark
 
 
 def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: str | Path, *, base: str | None = None,
                    key_sha256: str | None = None, query_budget: int | None = None, timeout: float = 30.0,
-                   retries: int = 3, backoff: float = 1.0, seed: int | None = None, show_progress: bool = True) -> dict:
+                   retries: int = 3, backoff: float = 1.0, seed: int | None = None, licensee_seeds: dict | None = None,
+                   show_progress: bool = True) -> dict:
     """Verify one suspect against the owner's key file; writes ``verdict.json`` and ``report.html`` to ``out_dir``.
 
-    The key file says which question is asked: ``attribution`` (a text-to-image suspect of ``SUSPECT_KINDS``) or
-    ``trainprove`` (a classifier of ``CLASSIFIER_KINDS``). An endpoint's answers are cached under
+    The key file says which question is asked: ``attribution`` or ``watermark`` (a text-to-image suspect of
+    ``SUSPECT_KINDS``), or ``trainprove`` (a classifier of ``CLASSIFIER_KINDS``). ``seed`` (attribution) and
+    ``licensee_seeds`` (watermark) replace the key file's query seeds, to re-ask a zoo model what its notebook asked. An endpoint's answers are cached under
     ``out_dir/endpoint-cache``: re-running the same call after an interruption (or with a larger ``query_budget``)
     asks only what is still unanswered.
     """
     key_file = load_key_file(keys, expected_sha256=key_sha256)
-    kinds = {"attribution": SUSPECT_KINDS, "trainprove": CLASSIFIER_KINDS}.get(key_file.question)
-    if kinds is None:
-        raise ParameterError("keys", "an attribution or TrainProVe key file (watermark key files are not verified "
-                             "by this command yet)", key_file.question)
+    kinds = {"attribution": SUSPECT_KINDS, "watermark": SUSPECT_KINDS, "trainprove": CLASSIFIER_KINDS}[key_file.question]
     if suspect_kind not in kinds:
         raise ParameterError("suspect_kind", f"one of {sorted(kinds)} for a {key_file.question} key file", suspect_kind)
     out_dir = Path(out_dir)
@@ -39,10 +39,15 @@ def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: s
         paths = write_files(record, out_dir, trainprove_html)
         return {**record, "report": str(paths["html"]), "record": str(paths["json"])}
     if query_budget is not None and not remote:
-        needed = len(key_file.manifest["prompts"]) * key_file.manifest["images_per_prompt"]
+        m = key_file.manifest
+        needed = sum(map(len, m.get("prompt_sets", [m.get("prompts", [])]))) * m["images_per_prompt"]
         if query_budget < needed:
             raise ParameterError("query_budget", f"at least the {needed} images the key file asks for", query_budget)
     model = open_suspect(suspect_kind, suspect, base=base, **options)
+    if key_file.question == "watermark":
+        record, answers = verify_watermark(key_file, model, seeds=licensee_seeds, show_progress=show_progress)
+        paths = write_files(record, out_dir, watermark_html, {"answers": answers})
+        return {**record, "report": str(paths["html"]), "record": str(paths["json"])}
     record, evidence = verify_attribution(key_file, model, seed=seed, show_progress=show_progress)
     paths = write_report(record, evidence, out_dir, key_file.manifest["prompts"])
     return {**record, "report": str(paths["html"]), "record": str(paths["json"])}

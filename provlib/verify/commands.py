@@ -27,11 +27,13 @@ def add_commands(commands) -> None:
                                            "hash and a creation time. attribution (after notebooks 01-03): key samples, "
                                            "feature space, δ0 and conf level of notebook 03, shadow innocents' conf. "
                                            "trainprove: the defender's fresh labelled images, their Grubbs batches and "
-                                           "the shadow classifier's reference scores.")
-    keys.add_argument("--question", choices=("attribution", "trainprove"), default="attribution")
+                                           "the shadow classifier's reference scores. watermark (the dataset owner): the "
+                                           "mark's decoder, every licensee's message and the prompts asked for it.")
+    keys.add_argument("--question", choices=("attribution", "trainprove", "watermark"), default="attribution")
     keys.add_argument("--preset", default="cpu")
     keys.add_argument("--source", required=True,
-                      help="attribution: the owner's source model (e.g. v1-faces); trainprove: its generator (e.g. sd14)")
+                      help="attribution: the owner's source model (e.g. v1-faces); trainprove: its generator (e.g. sd14); "
+                           "watermark: the strategy its licensed copies used (trigger or image)")
     keys.add_argument("--out", required=True, help="folder to create (never overwritten)")
     keys.add_argument("-p", "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
 
@@ -51,9 +53,10 @@ def add_commands(commands) -> None:
     verify.add_argument("--backoff", type=float, default=1.0, help="endpoint: first retry delay, doubled each time")
 
     export = commands.add_parser("export-suspect", help="write a zoo suspect the way models are published")
-    export.add_argument("--question", choices=("attribution", "trainprove"), default="attribution")
+    export.add_argument("--question", choices=("attribution", "trainprove", "watermark"), default="attribution")
     export.add_argument("--preset", default="cpu")
-    export.add_argument("--model-id", required=True, help="a suspect of the preset, e.g. v1-faces_rho100_01 or pixart_00")
+    export.add_argument("--model-id", required=True,
+                        help="a suspect of the preset: e.g. v1-faces_rho100_01, pixart_00 (trainprove), or a fine-tune of 06")
     export.add_argument("--as", dest="as_", choices=("pipeline", "lora"), default="pipeline",
                         help="attribution: a pipeline folder or base + LoRA adapter (trainprove: a classifier folder)")
     export.add_argument("--rank", type=int, default=64, help="LoRA rank")
@@ -80,12 +83,20 @@ def dispatch(args, parse_assignment) -> None:
         if args.question == "trainprove":
             from provlib.trainprove.zoo import TrainProVeZoo
             return TrainProVeZoo(preset())
+        if args.question == "watermark":
+            from provlib.watermark.zoo import WatermarkZoo
+            return WatermarkZoo(preset())
         from provlib.attribution.queries import AttributionZoo
         return AttributionZoo(preset())
 
     if args.command == "keys":
         if args.question == "trainprove":
             from provlib.verify.trainprove import prepare_trainprove_keys as prepare
+        elif args.question == "watermark":
+            from provlib.verify.watermark import prepare_watermark_keys
+
+            def prepare(zoo_, strategy, out):
+                return prepare_watermark_keys(zoo_, out, strategy=strategy)
         else:
             from provlib.verify.attribution import prepare_attribution_keys as prepare
         key_file = prepare(zoo(), args.source, args.out)
@@ -95,13 +106,16 @@ def dispatch(args, parse_assignment) -> None:
         result = verify_suspect(args.keys, args.suspect_kind, args.suspect, args.out, base=args.base,
                                 key_sha256=args.key_sha256, query_budget=args.query_budget, timeout=args.timeout,
                                 retries=args.retries, backoff=args.backoff)
-        shown = ("verdict", "conf", "conf_threshold", "p_value_vs_shadow_innocents", "accuracy", "queries_spent",
+        shown = ("verdict", "conf", "conf_threshold", "p_value_vs_shadow_innocents", "accuracy", "named_licensee", "queries_spent",
                  "key_file_sha256", "report")
         print(json.dumps({k: result[k] for k in shown if k in result}, indent=1))
     elif args.command == "export-suspect":
         if args.question == "trainprove":
             from provlib.verify.trainprove import export_zoo_classifier
             written = export_zoo_classifier(zoo(), args.model_id, args.out)
+        elif args.question == "watermark":
+            from provlib.verify.watermark import export_zoo_licensee
+            written = export_zoo_licensee(zoo(), args.model_id, args.out)
         else:
             from provlib.verify.api import export_zoo_suspect
             written = export_zoo_suspect(zoo(), args.model_id, args.out, args.as_, args.rank)

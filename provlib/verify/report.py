@@ -76,6 +76,20 @@ Verified {html.escape(record['verified_at'])}; {record['queries_spent']} images 
 <table><tr><th>rule</th><th>decision</th><th>G</th><th>critical value</th><th>p-value</th></tr>{rows}</table></body></html>"""
 
 
+def watermark_html(record: dict) -> str:
+    rows = "".join(f"<tr><td>{r['licensee']}</td><td>{html.escape(str(r['trigger']))}</td><td>{r['p_value']:.2g}</td>"
+                   f"<td>{'yes' if r['detected'] else 'no'}</td><td>{r['matches']}</td></tr>" for r in record["licensees"])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Dataset watermark</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .6em;text-align:left}}</style></head><body>
+<h1>Was this model fine-tuned on a licensed copy of my dataset?</h1>
+<p><b>{html.escape(record['verdict'])}</b> (named: {html.escape(record['named_licensee'])}; each licensee's secret message
+tested on the suspect's answers to that licensee's prompts, {html.escape(record['strategy'])} strategy, marked share
+{record['fraction']:g}, α = {record['alpha']}). Suspect: {html.escape(record['suspect']['description'])}. Key file
+sha256 <code>{record['key_file_sha256']}</code>, made {html.escape(record['key_file_created'])}. Verified
+{html.escape(record['verified_at'])}; {record['queries_spent']} images obtained.</p>
+<table><tr><th>licensee</th><th>trigger</th><th>p-value</th><th>detected</th><th>bits matched</th></tr>{rows}</table></body></html>"""
+
+
 def write_files(record: dict, out_dir: str | Path, page, arrays: dict | None = None) -> dict[str, Path]:
     """``verdict.json``, ``report.html`` (``page(record)``) and, if given, ``answers.safetensors`` under ``out_dir``."""
     out_dir = Path(out_dir)
