@@ -198,6 +198,7 @@ def extra_checks_08():
     exact = verdicts[verdicts.kind != "lora"]  # a folder and its endpoint are asked with 04's seeds: 04's verdict exactly
     assert exact.agrees_with_04.all() and (exact.conf - exact.conf_04).abs().max() < 1e-9
     assert verdicts.key_file_sha256.nunique() == 1 and verdicts.p_value.between(0, 1).all()
+    assert verdicts.discriminator_score.between(0, 1).all()  # 05 ran before 08: its discriminator scores every suspect
     trainprove = table("verify_trainprove_verdicts")  # a classifier folder and a label-only endpoint: 07's verdict
     assert set(trainprove.kind) == {"classifier", "classifier-endpoint"} and trainprove.agrees_with_07.all()
     assert set(trainprove.trained_on_defender) == {True, False}

@@ -137,7 +137,8 @@ def prepared(smoke_cache, tmp_path_factory):
     keys = {source: key_sets(zoo, source, space, strategies=("strategy12",))}
     chosen = calibrate(zoo, specs, keys, space, rule="max_gap", false_positive_rate=0.1)
     folder = tmp_path_factory.mktemp("keys") / source
-    key_file = prepare_attribution_keys(zoo, source, folder, thresholds={**chosen, "conf_false_positive_rate": 0.1})
+    key_file = prepare_attribution_keys(zoo, source, folder, thresholds={**chosen, "conf_false_positive_rate": 0.1},
+                                        discriminator=False)
     return zoo, source, specs, keys, chosen, key_file
 
 

@@ -31,6 +31,15 @@ def best_answers(evidence: dict) -> np.ndarray:
     return np.stack([a[i] for a, i in zip(answers, picks)])
 
 
+def discriminator_line(record: dict) -> str:
+    d = record.get("discriminator")
+    if not d:
+        return "Statistical level: no discriminator in this key file."
+    return (f"Statistical level (notebook 05's discriminator, {html.escape(d['config']['classifier'])} on "
+            f"{html.escape(d['config']['feature_set'])} {html.escape(d['config']['feature_space'])} features): "
+            f"P(infringing) = {d['score']:.3f}, {'at or above' if d['infringing'] else 'below'} its threshold {d['threshold']:g}.")
+
+
 def attribution_html(record: dict, evidence: dict, shown: int = 24) -> str:
     order = np.argsort(evidence["distances"])[:shown]  # the closest pairs first: the evidence a reader checks
     nearest = best_answers(evidence)
@@ -50,6 +59,7 @@ def attribution_html(record: dict, evidence: dict, shown: int = 24) -> str:
 suspect reproduced within δ0 = {record['delta0']:.3f}, {record['feature_space']} space) against the decision level
 {record['conf_threshold']:.3f} chosen on shadow models; empirical p-value against {record['n_shadow_innocents']} shadow
 innocent models: {record['p_value_vs_shadow_innocents']:.3f}.</p>
+<p>{discriminator_line(record)}</p>
 <p>Suspect: {html.escape(record['suspect']['description'])} ({html.escape(record['suspect']['kind'])}).
 Key file sha256 <code>{record['key_file_sha256']}</code>, made {html.escape(record['key_file_created'])}, before the
 suspect was queried. Verified {html.escape(record['verified_at'])}.</p>
