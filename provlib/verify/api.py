@@ -14,6 +14,15 @@ from provlib.verify.trainprove import CLASSIFIER_KINDS, open_classifier, verify_
 from provlib.verify.watermark import verify_watermark
 
 
+def queries_needed(manifest: dict) -> int:
+    """Images a text-to-image verification asks for: every prompt set (the discriminator's keys when they differ)."""
+    prompt_lists = manifest.get("prompt_sets") or [manifest["prompts"]]
+    disc = manifest.get("discriminator")
+    if disc and disc["prompts"] != manifest["prompts"]:
+        prompt_lists = [*prompt_lists, disc["prompts"]]
+    return sum(map(len, prompt_lists)) * manifest["images_per_prompt"]
+
+
 def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: str | Path, *, base: str | None = None,
                    key_sha256: str | None = None, query_budget: int | None = None, timeout: float = 30.0,
                    retries: int = 3, backoff: float = 1.0, seed: int | None = None, licensee_seeds: dict | None = None,
@@ -22,9 +31,9 @@ def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: s
 
     The key file says which question is asked: ``attribution`` or ``watermark`` (a text-to-image suspect of
     ``SUSPECT_KINDS``), or ``trainprove`` (a classifier of ``CLASSIFIER_KINDS``). ``seed`` (attribution) and
-    ``licensee_seeds`` (watermark) replace the key file's query seeds, to re-ask a zoo model what its notebook asked. An endpoint's answers are cached under
-    ``out_dir/endpoint-cache``: re-running the same call after an interruption (or with a larger ``query_budget``)
-    asks only what is still unanswered.
+    ``licensee_seeds`` (watermark) replace the key file's query seeds, to re-ask a zoo model what its notebook asked.
+    An endpoint's answers are cached under ``out_dir/endpoint-cache``: re-running the same call after an interruption
+    (or with a larger ``query_budget``) asks only what is still unanswered.
     """
     key_file = load_key_file(keys, expected_sha256=key_sha256)
     kinds = {"attribution": SUSPECT_KINDS, "watermark": SUSPECT_KINDS, "trainprove": CLASSIFIER_KINDS}[key_file.question]
@@ -39,10 +48,9 @@ def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: s
         paths = write_files(record, out_dir, trainprove_html)
         return {**record, "report": str(paths["html"]), "record": str(paths["json"])}
     if query_budget is not None and not remote:
-        m = key_file.manifest
-        needed = sum(map(len, m.get("prompt_sets", [m.get("prompts", [])]))) * m["images_per_prompt"]
-        if query_budget < needed:
-            raise ParameterError("query_budget", f"at least the {needed} images the key file asks for", query_budget)
+        if query_budget < queries_needed(key_file.manifest):
+            raise ParameterError("query_budget", f"at least the {queries_needed(key_file.manifest)} images the key file "
+                                 "asks for", query_budget)
     model = open_suspect(suspect_kind, suspect, base=base, **options)
     if key_file.question == "watermark":
         record, answers = verify_watermark(key_file, model, seeds=licensee_seeds, show_progress=show_progress)
