@@ -31,6 +31,7 @@ from provlib.core.errors import ParameterError
 from provlib.core.paths import REPO_ROOT, cache_dir, outputs_dir, results_dir
 from provlib.core.store import MARKER, atomic_write_text
 from provlib.presets import PRESETS, load_preset, resolve_name
+from provlib.verify import commands as verify_commands
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 TRAINPROVE_NOTEBOOKS = {"07"}  # the others read the attribution inputs (data folders, base checkpoints)
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--output-dir", default=None,
                             help="write executed notebooks, results and figures under this folder")
     run_parser.add_argument("--quiet", action="store_true", help="print one line per notebook, not its progress")
+    verify_commands.add_commands(commands)
     return parser
 
 
@@ -271,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
                 parameters=parameters)
         except ParameterError as error:
             raise SystemExit(f"python -m provlib run: {error}") from None
+    else:
+        try:
+            verify_commands.dispatch(args, parse_assignment)
+        except ParameterError as error:
+            raise SystemExit(f"python -m provlib {args.command}: {error}") from None
 
 
 if __name__ == "__main__":

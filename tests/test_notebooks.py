@@ -53,6 +53,12 @@ CONTRACTS = {
            "trainprove_generator_checks": {"generator", "class_fidelity", "best_other_accuracy", "named_right",
                                            "generator_attribution"},
            "trainprove_by_test_size": {"rule", "n_per_class", "accuracy_mean", "tpr_mean", "fpr_mean"}},
+    "08": {"verify_verdicts": {"model_id", "kind", "conf", "verdict", "p_value", "queries_spent", "conf_04", "verdict_04",
+                               "agrees_with_04", "key_file_sha256"},
+           "verify_trainprove_verdicts": {"model_id", "defender", "kind", "verdict", "accuracy", "p_value", "verified",
+                                          "verified_07", "agrees_with_07", "label_only"},
+           "verify_watermark_verdicts": {"model_id", "true_licensee", "tested_licensee", "p_value", "detected",
+                                         "named_licensee", "p_value_06", "detected_06", "agrees_with_06"}},
 }
 FIGURES = {
     "01": ["01_datasets", "01_memorization", "01_memorized_examples", "01_copy_curve"],
@@ -64,6 +70,7 @@ FIGURES = {
            "06_leak_tracing", "06_robustness"],
     "07": ["07_generator_samples", "07_accuracy_profile", "07_generator_checks", "07_generator_recipe_pilot",
            "07_suspect_family_pilot", "07_grubbs_batches_pilot", "07_verification_matrix", "07_rules_compared", "07_pvalues_and_gap", "07_test_size"],
+    "08": ["08_key_file", "08_verify_pairs", "08_verify_conf"],
 }
 
 
@@ -107,6 +114,12 @@ def pinned_07():
             "suspect accuracy": table("trainprove_accuracies").accuracy.mean()}
 
 
+def pinned_08():
+    verdicts = table("verify_verdicts")
+    return {"verified suspects' mean conf": verdicts.conf.mean(),
+            "LoRA exports' share of the weight change kept": verdicts.lora_share_of_change_kept.mean()}
+
+
 # Pinned on the locked environment of constraints/cpu.txt at the CI machine's default thread count (2 cores): torch's
 # float reductions, hence the values, change with OMP_NUM_THREADS (07 at 1 thread: another Fisher mean p-value)
 EXPECTED = {
@@ -117,8 +130,10 @@ EXPECTED = {
     "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
     "06": {"dataset watermark bit accuracy": 0.53125, "Baseline 1 score": -0.00326},
     "07": {"Fisher rule mean p-value": 0.655622, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.169231},
+    "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963583},
 }
-PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07}
+PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07,
+          "08": pinned_08}
 
 
 def extra_checks_02():
@@ -175,6 +190,21 @@ def extra_checks_06():
     assert set(on_generations["transform"]) == {"none", *wm.robustness}
     on_dataset = robustness[robustness.applied_to == "dataset before fine-tuning"]
     assert set(on_dataset["transform"]) == {*wm.robustness, *(f"regen:{attack}" for attack in wm.removal)}
+
+
+def extra_checks_08():
+    verdicts = table("verify_verdicts")
+    assert set(verdicts.kind) == {"pipeline", "lora", "endpoint"} and verdicts.conf.between(0, 1).all()
+    exact = verdicts[verdicts.kind != "lora"]  # a folder and its endpoint are asked with 04's seeds: 04's verdict exactly
+    assert exact.agrees_with_04.all() and (exact.conf - exact.conf_04).abs().max() < 1e-9
+    assert verdicts.key_file_sha256.nunique() == 1 and verdicts.p_value.between(0, 1).all()
+    assert verdicts.discriminator_score.between(0, 1).all()  # 05 ran before 08: its discriminator scores every suspect
+    trainprove = table("verify_trainprove_verdicts")  # a classifier folder and a label-only endpoint: 07's verdict
+    assert set(trainprove.kind) == {"classifier", "classifier-endpoint"} and trainprove.agrees_with_07.all()
+    assert set(trainprove.trained_on_defender) == {True, False}
+    assert (trainprove.label_only == (trainprove.kind == "classifier-endpoint")).all()
+    watermark = table("verify_watermark_verdicts")  # 06's fine-tunes asked with 06's seeds: 06's p-values exactly
+    assert watermark.agrees_with_06.all() and (watermark.true_licensee == -1).any() and (watermark.true_licensee >= 0).any()
 
 
 def extra_checks_07():

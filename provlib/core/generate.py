@@ -29,12 +29,16 @@ def image_seed(seed: int, prompt_number: int, repeat: int) -> int:
 @torch.no_grad()
 def generate(pipe: StableDiffusionPipeline, prompts: list[str], *, images_per_prompt: int = 1, seed: int = 0,
              batch_size: int = 32, num_inference_steps: int = 20, guidance_scale: float = 3.0, resolution: int | None = None,
-             desc: str = "generate", show_progress: bool = True) -> Generations:
-    """Generate ``images_per_prompt`` images for every prompt; image j of prompt i uses seed ``image_seed(seed, i, j)``."""
+             desc: str = "generate", show_progress: bool = True, image_seeds=None) -> Generations:
+    """Generate ``images_per_prompt`` images for every prompt; image j of prompt i uses seed ``image_seed(seed, i, j)``,
+    or ``image_seeds[i * images_per_prompt + j]`` when those are given (a verifier re-asking a subset of a prompt
+    list with the seeds the whole list had)."""
     if images_per_prompt < 1:
         raise ValueError("images_per_prompt must be >= 1")
     jobs = [(i, j) for i in range(len(prompts)) for j in range(images_per_prompt)]
-    seeds = [image_seed(seed, i, j) for i, j in jobs]
+    if image_seeds is not None and len(image_seeds) != len(jobs):
+        raise ValueError(f"image_seeds must give one seed per image ({len(jobs)}), got {len(image_seeds)}")
+    seeds = [image_seed(seed, i, j) for i, j in jobs] if image_seeds is None else [int(s) for s in image_seeds]
     resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
     pipe.set_progress_bar_config(disable=True)
     device = pipe.unet.device
