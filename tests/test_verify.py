@@ -324,3 +324,20 @@ def test_watermark_verification_names_the_licensee_whose_mark_the_suspect_draws(
     assert verify_watermark(keys, both, show_progress=False)[0]["named_licensee"].startswith("several")
     with pytest.raises(ParameterError, match="prompt_sets"):
         save_watermark_keys(tmp_path / "k2", scheme, 16, messages, prompts[:2], settings)
+
+
+def test_a_classifier_folder_naming_other_classes_is_refused(tmp_path):
+    from provlib.trainprove.classifier import ARCHITECTURES, save_classifier
+    from provlib.trainprove.study import GrubbsSetup
+    from provlib.verify.trainprove import ClassifierFolderSuspect, save_trainprove_keys, verify_trainprove
+
+    images, labels, logits_of = _classification_world()
+    split = GrubbsSetup(n_batches=6, seed=0).split(len(labels), "g")
+    keys = save_trainprove_keys(tmp_path / "keys", "g", images, labels, logits_of(0.9, 1), list("abcd"), split, 0.05,
+                                "published")
+    (tmp_path / "clf").mkdir()
+    save_classifier(ARCHITECTURES["cnn"](4, 8), tmp_path / "clf", extra={"classes": list("dcba")})
+    with pytest.raises(ParameterError, match="defender's classes"):
+        verify_trainprove(keys, ClassifierFolderSuspect(str(tmp_path / "clf")), show_progress=False)
+    with pytest.raises(ParameterError, match="classifier.json"):
+        ClassifierFolderSuspect(str(tmp_path / "keys"))

@@ -180,6 +180,9 @@ def verify_trainprove(key_file: KeyFile | str | Path, suspect, show_progress: bo
     if not isinstance(key_file, KeyFile):
         key_file = load_key_file(key_file, question="trainprove")
     m, arrays = key_file.manifest, key_file.arrays
+    named = getattr(suspect, "meta", {}).get("classes")
+    if named is not None and list(named) != list(m["classes"]):  # its class indices would not mean the defender's
+        raise ParameterError("suspect", f"a classifier over the defender's classes in its order {m['classes']}", named)
     outputs = check_outputs(suspect.classify(arrays["images"], show_progress=show_progress), len(arrays["labels"]),
                             m["classes"])
     split = [np.flatnonzero(arrays["batch"] == b) for b in range(m["n_batches"])]
