@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 MARKER = "_config.json"
 
 
@@ -87,6 +89,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_save_arrays(path: str | Path, arrays: dict) -> None:
+    """Write numpy arrays as one safetensors file so a reader never sees half of it."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    save_file({name: np.ascontiguousarray(a) for name, a in arrays.items()}, str(tmp))
     os.replace(tmp, path)
 
 

@@ -17,19 +17,18 @@ import binascii
 import hashlib
 import io
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import requests
 from PIL import Image, UnidentifiedImageError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from provlib.core.errors import ParameterError
 from provlib.core.progress import tqdm
+from provlib.core.store import atomic_save_arrays
 from provlib.verify.asking import Sampler, fit_answers, image_seeds
 
 RETRIED_STATUS = {408, 429, 500, 502, 503, 504}
@@ -118,12 +117,8 @@ class AnswerCache:
 
     def put(self, request: dict, arrays: dict) -> None:
         path = self.path(request)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-        os.replace(tmp, path)
+        if path is not None:
+            atomic_save_arrays(path, arrays)
 
 
 def check_budget(spent: int, asking: int, budget: int | None, needed: int, unanswered: int) -> None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import datetime
 import html
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
-from provlib.core.store import atomic_write_text
+from provlib.core.store import atomic_save_arrays, atomic_write_text
 from provlib.verify.endpoint import encode_png
 
 
@@ -109,9 +107,7 @@ def write_files(record: dict, out_dir: str | Path, page, arrays: dict | None = N
     if arrays:
         # the suspect's answers kept with the verdict: the evidence a third party re-scores
         paths["answers"] = out_dir / "answers.safetensors"
-        tmp = paths["answers"].with_name(f".answers.{uuid.uuid4().hex[:8]}.tmp")
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-        os.replace(tmp, paths["answers"])
+        atomic_save_arrays(paths["answers"], arrays)
     atomic_write_text(paths["json"], json.dumps(record, indent=1, default=float))
     atomic_write_text(paths["html"], page(record))
     return paths
