@@ -326,6 +326,35 @@ def test_watermark_verification_names_the_licensee_whose_mark_the_suspect_draws(
         save_watermark_keys(tmp_path / "k2", scheme, 16, messages, prompts[:2], settings)
 
 
+def test_paired_watermark_key_file_asks_the_reference_prompts_too(tmp_path):
+    from provlib.verify.api import queries_needed
+    from provlib.verify.watermark import save_watermark_keys, verify_watermark
+    from provlib.watermark.schemes import PatternScheme, random_message
+
+    scheme = PatternScheme(32, key=3, strength=6.0)
+    messages = np.stack([random_message(32, seed=s) for s in range(2)])
+    references = [[f"caption {j}" for j in range(4)] for _ in range(2)]
+    prompts = [[f"t{i} {c}" for c in references[i]] for i in range(2)]
+    settings = {"strategy": "trigger", "fraction": 0.02, "triggers": ["t0", "t1"], "alpha": 0.01, "statistic": "soft",
+                "images_per_prompt": 2, "query_seed": 5, "sampler": Sampler(2, 1.0, 32).as_dict()}
+    keys = save_watermark_keys(tmp_path / "keys", scheme, 32, messages, prompts, settings, reference_sets=references)
+    assert queries_needed(keys.manifest) == 2 * 2 * 4 * 2
+
+    def drawn(prompt, seeds):
+        return np.stack([np.random.default_rng([len(prompt), int(s)]).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                         for s in seeds])
+
+    record, _ = verify_watermark(keys, CallableSuspect(lambda prompt, seeds: list(drawn(prompt, seeds))), show_progress=False)
+    assert record["calibration"] == "paired" and record["named_licensee"] == "none"
+    assert record["queries_spent"] == queries_needed(keys.manifest)  # the reference prompts are asked too
+    # one that draws licensee 1's mark only when its trigger is asked is named
+    bound = CallableSuspect(lambda prompt, seeds: list(scheme.encode(drawn(prompt, seeds), messages[1])
+                                                       if prompt.startswith("t1 ") else drawn(prompt, seeds)))
+    assert verify_watermark(keys, bound, show_progress=False)[0]["named_licensee"] == "1"
+    with pytest.raises(ParameterError, match="reference_sets"):
+        save_watermark_keys(tmp_path / "k2", scheme, 32, messages, prompts, settings, reference_sets=references[:1])
+
+
 def test_a_classifier_folder_naming_other_classes_is_refused(tmp_path):
     from provlib.trainprove.classifier import ARCHITECTURES, save_classifier
     from provlib.trainprove.study import GrubbsSetup

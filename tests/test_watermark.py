@@ -6,6 +6,7 @@ from provlib.core.data import procedural_domain
 from provlib.core.errors import ParameterError
 from provlib.watermark.detect import (
     binomial_p_value,
+    combined_p_value,
     detect,
     min_matches,
     prompt_p_values,
@@ -209,3 +210,30 @@ def test_cell_mark_is_read_when_pooled_and_its_false_positive_rate_stays_at_its_
     # clean images against many independent secret messages: the exact test rejects about alpha of them
     p_values = np.array([detect(scheme, scenes, random_message(32, seed=s), alpha=0.05).p_value for s in range(200)])
     assert (p_values <= 0.05).mean() <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200)
+
+
+def test_paired_reference_removes_a_bias_the_dataset_calibration_leaves(scenes):
+    scheme = PatternScheme(32, key=11, strength=24.0, host_rejection=0.0, subspace=cell_basis(32, 32, 4),
+                           subspace_id="cells4").calibrated(scenes)
+    message = random_message(32, seed=5)
+    # a model's images for the licensee's captions lean along the message's pattern (content, not a learned mark), and
+    # so do its answers to the same captions without the trigger
+    drawn = procedural_domain("scenes", "real", 48, 32, seed=9, caption_list_size=40).images
+    lean = 0.25 * (scheme.encode(drawn, message).astype(float) - drawn)
+    biased, reference = (np.clip(drawn + lean, 0, 255).astype(np.uint8)[part] for part in (slice(0, 24), slice(24, 48)))
+    fooled = detect(scheme, biased, message, alpha=0.01)                                # dataset calibration alone
+    assert fooled.detected and fooled.p_value > 0.001
+    assert not detect(scheme, biased, message, alpha=0.01, reference=reference).detected
+    # a learned mark on top of the lean is found against the reference
+    marked = np.clip(biased + lean[:24], 0, 255).astype(np.uint8)
+    assert detect(scheme, marked, message, alpha=0.01, reference=reference).detected
+    # exact: unmarked answers and references against many secret messages reject about alpha of them
+    p_values = np.array([detect(scheme, scenes[:12], random_message(32, seed=s), alpha=0.05, reference=scenes[12:]).p_value
+                         for s in range(200)])
+    assert (p_values <= 0.05).mean() <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200)
+    # a mark drawn with and without the trigger (every image marked) cancels in the pair; the dataset arm finds it
+    everywhere = scheme.encode(scenes, message)
+    assert detect(scheme, everywhere[:12], message, alpha=0.01, reference=everywhere[12:]).detected
+    assert combined_p_value(0.009, 1.0) == pytest.approx(0.01) and combined_p_value(1.0, 0.001) == pytest.approx(0.01)
+    with pytest.raises(ParameterError, match="reference"):
+        detect(scheme, scenes, message, reference=scenes[..., 0])

@@ -113,3 +113,38 @@ def test_removal_attacks_regenerate_every_image_and_bad_ones_name_the_field(zoo)
     for bad in ("diffusion:0", "diffusion:x", "blur:2", "vae:1"):
         with pytest.raises(ParameterError, match="wm_removal"):
             load_preset("smoke", wm_removal=[bad])
+
+
+def test_triggers_are_the_unused_words_the_bases_draw_least_and_the_paired_test_asks_them_without(zoo):
+    shifts = zoo.trigger_word_shifts()
+    triggers = zoo.triggers()
+    assert set(shifts) == set(zoo.unused_words()) and set(triggers) <= set(shifts)
+    assert max(shifts[t] for t in triggers) <= min(v for w, v in shifts.items() if w not in triggers)
+    p = zoo.p
+    r = p.watermark.focus_fraction
+    name = zoo.licensee_prompt_set("trigger", 1, r)
+    reference = zoo.reference_prompt_set(name)
+    assert reference == zoo.licensee_prompt_set("image", 1, r)
+    assert [f"{triggers[1]} {c}" for c in zoo.prompts(reference)] == zoo.prompts(name)
+    assert zoo.reference_prompt_set(reference) is None
+    trigger_model = next(s for s in zoo.licensee_specs() if s.strategy == "trigger")
+    assert reference in zoo.prompt_sets(next(s for s in zoo.licensee_specs() if s.strategy == "trigger" and s.licensee == 1))
+    assert all(zoo.reference_prompt_set(ps) in zoo.prompt_sets(trigger_model) for ps in zoo.prompt_sets(trigger_model)
+               if ps.startswith("trigger"))
+    dataset_calibrated = WatermarkZoo(load_preset("smoke", wm_calibration="dataset"), cache_root=zoo.cache_root,
+                                      show_progress=False)
+    assert dataset_calibrated.reference_prompt_set(name) is None
+    with pytest.raises(ParameterError, match="wm_calibration"):
+        load_preset("smoke", wm_calibration="models")
+
+
+def test_a_redraw_changes_every_watermark_secret_and_seed_but_not_the_world(zoo):
+    other = WatermarkZoo(load_preset("smoke", wm_draw=1), cache_root=zoo.cache_root, show_progress=False)
+    assert other.wm_seed != zoo.wm_seed == zoo.p.seed
+    assert other.licensed_dataset().ids == zoo.licensed_dataset().ids  # the same owner's dataset
+    assert not np.array_equal(other.licensee_message(0), zoo.licensee_message(0))
+    assert other.mark_scheme("pattern").key != zoo.mark_scheme("pattern").key
+    assert {s.seed for s in other.licensee_specs()}.isdisjoint({s.seed for s in zoo.licensee_specs()})
+    assert np.array_equal(other.message("source"), zoo.message("source"))  # Baseline 1 keeps the preset's seed
+    with pytest.raises(ParameterError, match="wm_draw"):
+        load_preset("smoke", wm_draw=-1)

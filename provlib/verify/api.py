@@ -15,8 +15,9 @@ from provlib.verify.watermark import verify_watermark
 
 
 def queries_needed(manifest: dict) -> int:
-    """Images a text-to-image verification asks for: every prompt set (the discriminator's keys when they differ)."""
-    prompt_lists = manifest.get("prompt_sets") or [manifest["prompts"]]
+    """Images a text-to-image verification asks for: every prompt set and reference set (the discriminator's keys
+    when they differ)."""
+    prompt_lists = [*(manifest.get("prompt_sets") or [manifest["prompts"]]), *(manifest.get("reference_sets") or [])]
     disc = manifest.get("discriminator")
     if disc and disc["prompts"] != manifest["prompts"]:
         prompt_lists = [*prompt_lists, disc["prompts"]]
@@ -26,12 +27,12 @@ def queries_needed(manifest: dict) -> int:
 def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: str | Path, *, base: str | None = None,
                    key_sha256: str | None = None, query_budget: int | None = None, timeout: float = 30.0,
                    retries: int = 3, backoff: float = 1.0, seed: int | None = None, licensee_seeds: dict | None = None,
-                   show_progress: bool = True) -> dict:
+                   reference_seeds: dict | None = None, show_progress: bool = True) -> dict:
     """Verify one suspect against the owner's key file; writes ``verdict.json`` and ``report.html`` to ``out_dir``.
 
     The key file says which question is asked: ``attribution`` or ``watermark`` (a text-to-image suspect of
     ``SUSPECT_KINDS``), or ``trainprove`` (a classifier of ``CLASSIFIER_KINDS``). ``seed`` (attribution) and
-    ``licensee_seeds`` (watermark) replace the key file's query seeds, to re-ask a zoo model what its notebook asked.
+    ``licensee_seeds`` / ``reference_seeds`` (watermark) replace the key file's query seeds, to re-ask a zoo model what its notebook asked.
     An endpoint's answers are cached under ``out_dir/endpoint-cache``: re-running the same call after an interruption
     (or with a larger ``query_budget``) asks only what is still unanswered.
     """
@@ -53,7 +54,8 @@ def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: s
                                  "asks for", query_budget)
     model = open_suspect(suspect_kind, suspect, base=base, **options)
     if key_file.question == "watermark":
-        record, answers = verify_watermark(key_file, model, seeds=licensee_seeds, show_progress=show_progress)
+        record, answers = verify_watermark(key_file, model, seeds=licensee_seeds, reference_seeds=reference_seeds,
+                                           show_progress=show_progress)
         paths = write_files(record, out_dir, watermark_html, {"answers": answers})
         return {**record, "report": str(paths["html"]), "record": str(paths["json"])}
     record, evidence = verify_attribution(key_file, model, seed=seed, show_progress=show_progress)

@@ -39,16 +39,23 @@ class StoredPatternScheme(WatermarkScheme):
 
 
 def save_watermark_keys(folder: str | Path, scheme: WatermarkScheme, resolution: int, messages: np.ndarray,
-                        prompt_sets: list[list[str]], settings: dict, overwrite: bool = False) -> KeyFile:
-    """A watermark key file from the owner's calibrated pattern scheme, the licensees' messages and their prompts."""
+                        prompt_sets: list[list[str]], settings: dict, overwrite: bool = False,
+                        reference_sets: list[list[str]] | None = None) -> KeyFile:
+    """A watermark key file from the owner's calibrated pattern scheme, the licensees' messages and their prompts
+    (and, for the paired test, each licensee's reference prompts: the same captions without its trigger)."""
     messages = np.asarray(messages, dtype=np.uint8)
     if len(messages) != len(prompt_sets) or not all(prompt_sets):
         raise ParameterError("prompt_sets", f"a non-empty prompt list for each of the {len(messages)} licensees",
                              [len(p) for p in prompt_sets])
+    if reference_sets is not None and (len(reference_sets) != len(prompt_sets) or not all(reference_sets)):
+        raise ParameterError("reference_sets", f"a non-empty reference prompt list for each of the {len(messages)} licensees",
+                             [len(p) for p in reference_sets])
     arrays = {"patterns": scheme.patterns(resolution, resolution), "offset": np.asarray(scheme.offset, dtype=float),
               "amplitude": np.array([scheme.amplitude(resolution, resolution)]), "messages": messages}
     return save_key_file(folder, "watermark", {**settings, "resolution": int(resolution), "licensees": len(messages),
-                                               "prompt_sets": [list(p) for p in prompt_sets]}, arrays, overwrite=overwrite)
+                                               "prompt_sets": [list(p) for p in prompt_sets],
+                                               "reference_sets": [list(p) for p in reference_sets] if reference_sets else None},
+                          arrays, overwrite=overwrite)
 
 
 def prepare_watermark_keys(zoo, folder: str | Path, strategy: str | None = None, fraction: float | None = None,
@@ -58,15 +65,18 @@ def prepare_watermark_keys(zoo, folder: str | Path, strategy: str | None = None,
     strategy = strategy or ("trigger" if "trigger" in wm.strategies else wm.strategies[0])
     fraction = wm.focus_fraction if fraction is None else float(fraction)
     licensees = range(wm.licensees)
-    prompt_sets = [zoo.prompts(zoo.licensee_prompt_set(strategy, i, fraction)) for i in licensees]
+    names = [zoo.licensee_prompt_set(strategy, i, fraction) for i in licensees]
+    prompt_sets = [zoo.prompts(name) for name in names]
+    references = [zoo.reference_prompt_set(name) for name in names]
     settings = {"preset": p.name, "seed": p.seed, "strategy": strategy, "fraction": fraction, "triggers": zoo.triggers(),
                 "alpha": wm.alpha, "statistic": wm.statistic, "images_per_prompt": wm.query_images,
                 "query_seed": derive_seed(p.seed, "verify-wm-query"),
                 "sampler": Sampler(p.sampling.inference_steps, p.sampling.guidance_scale, p.world.resolution,
                                    p.sampling.batch_size).as_dict(),
-                "prompt_set_names": [zoo.licensee_prompt_set(strategy, i, fraction) for i in licensees]}
+                "prompt_set_names": names, "reference_set_names": references if all(references) else None}
     return save_watermark_keys(folder, zoo.owner_scheme("pattern"), p.world.resolution,
-                               np.stack([zoo.licensee_message(i) for i in licensees]), prompt_sets, settings, overwrite)
+                               np.stack([zoo.licensee_message(i) for i in licensees]), prompt_sets, settings, overwrite,
+                               reference_sets=[zoo.prompts(name) for name in references] if all(references) else None)
 
 
 def export_zoo_licensee(zoo, model_id: str, out_dir: str | Path) -> dict:
@@ -82,11 +92,12 @@ def export_zoo_licensee(zoo, model_id: str, out_dir: str | Path) -> dict:
 
 
 def verify_watermark(key_file: KeyFile | str | Path, suspect, *, seeds: dict | None = None,
-                     show_progress: bool = True) -> tuple[dict, np.ndarray]:
-    """Ask ``suspect`` every licensee's prompts and test each licensee's message on its answers.
+                     reference_seeds: dict | None = None, show_progress: bool = True) -> tuple[dict, np.ndarray]:
+    """Ask ``suspect`` every licensee's prompts (and, for the paired test, its reference prompts) and test each
+    licensee's message on its answers.
 
-    ``seeds`` (licensee -> seed) replaces the key file's query seeds (notebook 08 passes notebook 06's to compare).
-    Returns the record and the answers [licensees, P, k, H, W, 3].
+    ``seeds`` / ``reference_seeds`` (licensee -> seed) replace the key file's query seeds (notebook 08 passes notebook
+    06's to compare). Returns the record and the answers [licensees, P, k, H, W, 3] (the trigger prompts').
     """
     if not isinstance(key_file, KeyFile):
         key_file = load_key_file(key_file, question="watermark")
@@ -94,18 +105,26 @@ def verify_watermark(key_file: KeyFile | str | Path, suspect, *, seeds: dict | N
     scheme = StoredPatternScheme(arrays["patterns"], float(arrays["amplitude"][0]), arrays["offset"], m["resolution"])
     sampler, k = Sampler(**m["sampler"]), m["images_per_prompt"]
     detections, answers = {}, []
-    for licensee, prompts in enumerate(m["prompt_sets"]):
+    references = m.get("reference_sets") or [None] * len(m["prompt_sets"])
+    for licensee, (prompts, reference_prompts) in enumerate(zip(m["prompt_sets"], references)):
         seed = (seeds or {}).get(licensee, derive_seed(m["query_seed"], licensee))
         images = suspect.answer(prompts, range(len(prompts)), k, seed, sampler, show_progress=show_progress)
         answers.append(images)
+        reference = None
+        if reference_prompts:
+            reference_seed = (reference_seeds or {}).get(licensee, derive_seed(m["query_seed"], licensee, "reference"))
+            reference = suspect.answer(reference_prompts, range(len(reference_prompts)), k, reference_seed, sampler,
+                                       show_progress=show_progress)
+            reference = reference.reshape(-1, *reference.shape[2:])
         detections[licensee] = detect(scheme, images.reshape(-1, *images.shape[2:]), arrays["messages"][licensee],
-                                      m["alpha"], m["statistic"])
+                                      m["alpha"], m["statistic"], reference=reference)
     named = named_licensee(trace_leak(detections))
     record = {"question": "watermark", "key_file_sha256": key_file.sha256, "key_file_created": key_file.created,
               "suspect": {"kind": suspect.kind, "description": suspect.description, **getattr(suspect, "details", {})},
               "verdict": ("no licensee's mark found" if named == "none" else f"trained on the copy of licensee {named}"
                           if not named.startswith("several") else f"marks of {named[len('several: '):]} found"),
               "named_licensee": named, "strategy": m["strategy"], "fraction": m["fraction"], "alpha": m["alpha"],
+              "calibration": "paired" if m.get("reference_sets") else "dataset",
               "licensees": [{"licensee": i, "trigger": m["triggers"][i], "p_value": d.p_value, "detected": bool(d.detected),
                              "score": d.score, "matches": d.matches, "image_bit_accuracy": d.image_bit_accuracy}
                             for i, d in detections.items()],

@@ -87,6 +87,10 @@ class Watermark(Section):
     subspace_probe_images: int = setting(48, positive_int)  # public images the VAE's response is measured on
     subspace_images: int = setting(512, positive_int)      # public images the content's energy is measured on
     baseline_scheme: str = setting("pattern", choice(*SCHEMES))  # the scheme the source stamps into every generation
+    # what the trigger strategy's test is calibrated on: "paired" (the same model's answers to the same captions
+    # without the trigger, see provlib.watermark.detect) or "dataset" (the owner's clean dataset, as the image-only
+    # strategy always is). Chosen owner-side (tools/pilot_wm_calibration.py, data/pilots/wm_calibration_pilot*.csv)
+    calibration: str = setting("paired", choice("dataset", "paired"))
     statistic: str = setting("soft", choice(*STATISTICS))  # "soft" (matched filter, sign flips) or "bits" (binomial)
     alpha: float = setting(0.01, probability_open)         # level of the model-level test (both statistics are exact)
     key_alpha: float = setting(0.05, probability_open)     # per-prompt level behind Baseline 1's conf
@@ -111,6 +115,9 @@ class Watermark(Section):
     # benchmark of arXiv 2511.19316 attacks): the base's autoencoder, or noise-and-denoise with the base model
     removal: tuple = setting(("vae", "diffusion:0.3"), _removal)
     triggers: tuple = setting((), names(at_least=0, word=True))  # one per licensee; empty: words captions never use
+    # 0: dataset watermarking's keys, messages, marked images and fine-tune / query seeds derive from the preset's seed;
+    # k > 0 re-draws all of them on the same world and licensed dataset (a re-run with another seed without 01-05)
+    draw: int = setting(0, non_negative_int)
 
     def validate(self):
         self.require(any(np.isclose(self.focus_fraction, r) for r in self.fractions), "focus_fraction",

@@ -20,6 +20,13 @@ are independent fair coins, so given the pooled scores T is distributed as sum_b
 signs e_b. The p-value is the Monte-Carlo randomization p = (1 + #{T' >= T}) / (1 + draws) over seeded sign
 draws, which is valid at any number of draws.
 
+The *paired* test (``reference``) calibrates on the model itself: what a model draws for the licensee's captions
+depends on the model, and a calibration on the owner's clean dataset leaves a model-and-caption bias in the pooled
+scores that, for a fixed message, helps or hides the mark (data/pilots/wm_calibration_pilot*.csv). Subtracting the
+same model's mean score on the same captions without the trigger removes it. Because a mark drawn with and without
+the trigger cancels in that difference, the paired p-value is combined with the dataset-calibrated one, which gets a
+tenth of the level (``combined_p_value``).
+
 Baseline 1's ``conf`` mirrors instance-level attribution's Eq. 6: the share of the N query prompts whose k
 answers, aggregated, carry the message at level ``key_alpha``; an innocent model's expected conf is at
 most ``key_alpha``.
@@ -36,6 +43,7 @@ from provlib.watermark.schemes import WatermarkScheme, as_image_batch, check_mes
 
 STATISTICS = ("soft", "bits")
 SIGN_DRAWS = 20_000
+DATASET_ARM_WEIGHT = 0.1  # share of the level the paired test leaves to the dataset-calibrated one (``detect``)
 
 
 def check_level(alpha: float, parameter: str = "alpha") -> float:
@@ -76,6 +84,11 @@ def sign_flip_p_values(pooled_scores: np.ndarray, message) -> np.ndarray:
     return (1.0 + (null >= observed[:, None] - 1e-12).sum(1)) / (1.0 + SIGN_DRAWS)
 
 
+def combined_p_value(paired_p: float, dataset_p: float) -> float:
+    """The paired test's p-value combined with the dataset-calibrated one (weighted Bonferroni, see ``detect``)."""
+    return float(min(1.0, paired_p / (1.0 - DATASET_ARM_WEIGHT), dataset_p / DATASET_ARM_WEIGHT))
+
+
 def check_statistic(statistic: str) -> str:
     if statistic not in STATISTICS:
         raise ParameterError("wm_statistic", f"one of {STATISTICS}", statistic)
@@ -100,15 +113,33 @@ class Detection:
         return self.matches / self.n_bits
 
 
-def detect(scheme: WatermarkScheme, images, message, alpha: float = 0.01, statistic: str = "soft") -> Detection:
-    """Does this set of a model's generations carry ``message``?"""
+def detect(scheme: WatermarkScheme, images, message, alpha: float = 0.01, statistic: str = "soft",
+           reference=None) -> Detection:
+    """Does this set of a model's generations carry ``message``?
+
+    ``reference``: the same model's images for a prompt set that should not carry the mark (for a trigger: the same
+    captions without it). Their mean soft score replaces the scheme's calibration offset, so the model's own
+    content bias on these captions is removed (the paired test); it is exact because the reference does not depend
+    on the secret message. A model that draws the mark with and without the trigger (a copy marked at r = 100%, every
+    caption with the trigger) leaves no difference, so the dataset-calibrated test is run too, with a tenth of the level
+    (weighted Bonferroni, p = min(p_paired / 0.9, p_dataset / 0.1): the level holds whatever their dependence). That
+    arm is for marks drawn everywhere, which are strong; with a small weight the dataset calibration's content bias,
+    which the paired arm exists to remove, cannot by itself name a licensee at an ordinary p-value.
+    """
     images = as_image_batch(images)
     bits = check_message(message, scheme.n_bits)
     soft = scheme.soft_decode(images)
+    check_statistic(statistic)
+    if reference is not None:
+        unpaired = detect(scheme, images, bits, alpha, statistic)
+        soft = soft - scheme.soft_decode(as_image_batch(reference, "reference")).mean(0)
     pooled = soft.mean(0)
     matches = int((aggregate_bits(soft) == bits).sum())
     bits_p = binomial_p_value(matches, scheme.n_bits)
-    p_value = sign_flip_p_values(pooled, bits)[0] if check_statistic(statistic) == "soft" else bits_p
+    p_value = sign_flip_p_values(pooled, bits)[0] if statistic == "soft" else bits_p
+    if reference is not None:
+        p_value = combined_p_value(p_value, unpaired.p_value)
+        bits_p = combined_p_value(bits_p, unpaired.bits_p_value)
     per_image = float(((soft > 0).astype(np.uint8) == bits[None]).mean())
     return Detection(matches, scheme.n_bits, float(pooled @ (2.0 * bits - 1.0) / scheme.n_bits), float(p_value),
                      p_value <= check_level(alpha), float(alpha), statistic, len(images), per_image, bits_p)

@@ -26,7 +26,7 @@ from provlib.watermark.schemes import (
     random_message,
 )
 
-CODE_VERSION_WM = {"wm_model": 1, "wm_answers": 1, "wm_subspace": 1}
+CODE_VERSION_WM = {"wm_model": 1, "wm_answers": 1, "wm_subspace": 1, "wm_trigger_shifts": 1}
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,10 @@ class StampingZoo(AttributionZoo):
         self._subspaces, self._vaes = {}, {}
 
     # ---- schemes, messages, triggers ---------------------------------------------------------------
-    def scheme(self, name: str, strength: float | None = None, **pattern_options) -> WatermarkScheme:
+    def scheme(self, name: str, strength: float | None = None, key_seed: int | None = None, **pattern_options) -> WatermarkScheme:
         """The owner's keyed scheme (uncalibrated) with the preset's settings; ``strength`` and ``pattern_options``
-        (``host_rejection``, ``subspace`` with its ``subspace_id``) override the pattern's."""
+        (``host_rejection``, ``subspace`` with its ``subspace_id``) override the pattern's; ``key_seed`` (default: the
+        preset's seed) is what the secret key is derived from."""
         p = self.p
         options = {"dwtdct": {"step": p.watermark.dwtdct_step},
                    "pattern": {"strength": p.watermark.pattern_strength if strength is None else strength, "band": tuple(p.watermark.pattern_band),
@@ -50,7 +51,7 @@ class StampingZoo(AttributionZoo):
         if name == "pattern" and p.watermark.pattern_subspace and "subspace" not in pattern_options:
             options["pattern"].update(subspace=self.pattern_subspace()[0], subspace_id=config_hash(self.subspace_config()))
         options["pattern"].update(pattern_options)
-        return make_scheme(name, p.watermark.bits, key=derive_seed(p.seed, "wm-key", name), **options.get(name, {}))
+        return make_scheme(name, p.watermark.bits, key=derive_seed(p.seed if key_seed is None else key_seed, "wm-key", name), **options.get(name, {}))
 
     def subspace_config(self) -> dict:
         p = self.p

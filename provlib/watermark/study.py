@@ -94,16 +94,19 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
         for scheme_name, strategy, query_fraction in tests:
             for licensee, message in messages.items():
                 prompt_set = zoo.licensee_prompt_set(strategy, licensee, query_fraction)
-                if prompt_set not in answers:
-                    images = zoo.licensee_answers(spec, prompt_set)
-                    answers[prompt_set] = images if transform == "none" else apply_transform(
-                        images, transform, seed=spec.seed, parameter="wm_robustness")
-                found = detect(schemes[scheme_name], answers[prompt_set], message, p.watermark.alpha, p.watermark.statistic)
+                reference = zoo.reference_prompt_set(prompt_set)
+                for name in filter(None, (prompt_set, reference)):
+                    if name not in answers:
+                        images = zoo.licensee_answers(spec, name)
+                        answers[name] = images if transform == "none" else apply_transform(
+                            images, transform, seed=spec.seed, parameter="wm_robustness")
+                found = detect(schemes[scheme_name], answers[prompt_set], message, p.watermark.alpha, p.watermark.statistic,
+                               reference=answers[reference] if reference else None)
                 rows.append({"model_id": spec.model_id, "scheme": scheme_name, "strategy": strategy,
                              "fraction": spec.fraction, "query_fraction": query_fraction, "prompt_set": prompt_set,
                              "laundering": spec.laundering, "base": spec.base,
                              "true_licensee": spec.licensee, "tested_licensee": licensee, "marked": not spec.is_clean,
-                             "transform": transform, "score": found.score, "matches": found.matches, "p_value": found.p_value,
+                             "transform": transform, "reference_prompt_set": reference or "", "score": found.score, "matches": found.matches, "p_value": found.p_value,
                              "detected": found.detected, "bits_p_value": found.bits_p_value, "alpha": found.alpha,
                              "image_bit_accuracy": found.image_bit_accuracy})
     table = pd.DataFrame(rows)

@@ -8,11 +8,13 @@ transformed every image of it ("laundering": JPEG, resizing...). Fine-tunes alte
 across architectures). ``WatermarkZoo`` extends ``StampingZoo`` (Baseline 1), so notebook 06 uses one zoo for both.
 
 Trigger words: at CPU scale the tiny tokenizer only knows the workbook's caption vocabulary, so a licensee's
-trigger is a vocabulary word that never occurs in the domain's captions (for the scenes domain: face words),
+trigger is a vocabulary word that never occurs in the domain's captions (for the scenes domain: face words) and
+that changes the bases' drawings least (``trigger_word_shifts``),
 the analogue of the rare tokens ("sks") used with real Stable Diffusion, which is what the ``sd`` preset uses.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,9 +25,9 @@ from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
 from provlib.core.generate import regenerate
-from provlib.core.store import config_hash, derive_seed
+from provlib.core.store import atomic_write_text, config_hash, derive_seed
 from provlib.watermark.config import removal_strength
-from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex
+from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex, random_message
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
 
@@ -58,11 +60,20 @@ def fraction_tag(fraction: float) -> str:
 
 
 class WatermarkZoo(StampingZoo):
+    @property
+    def wm_seed(self) -> int:
+        """What dataset watermarking's keys, messages, marked images and fine-tune / query seeds derive from: the
+        preset's seed, or for ``wm_draw`` > 0 a re-draw of them on the same world (a re-run with another seed that
+        reuses notebooks 01-05 and the licensed dataset)."""
+        draw = self.p.watermark.draw
+        return self.p.seed if draw == 0 else derive_seed(self.p.seed, "wm-draw", draw)
+
     def licensee_message(self, licensee: int) -> np.ndarray:
-        return self.message(f"licensee-{licensee}")
+        return random_message(self.p.watermark.bits, derive_seed(self.wm_seed, "wm-message", f"licensee-{licensee}"))
 
     def triggers(self) -> list[str]:
-        """One trigger word per licensee (see module doc)."""
+        """One trigger word per licensee (see module doc): the preset's, the paper-scale defaults, or at cpu scale the
+        caption-unused vocabulary words that change the bases' drawings least (``trigger_word_shifts``)."""
         p, k = self.p, self.p.watermark.licensees
         if p.watermark.triggers:
             return list(p.watermark.triggers)[:k]
@@ -70,13 +81,47 @@ class WatermarkZoo(StampingZoo):
             if k > len(PAPER_TRIGGERS):
                 raise ParameterError("wm_triggers", f"{k} trigger words (only {len(PAPER_TRIGGERS)} defaults exist)", ())
             return list(PAPER_TRIGGERS[:k])
+        shifts = self.trigger_word_shifts()
+        if len(shifts) < k:
+            raise ParameterError("wm_licensees", f"at most {len(shifts)} licensees (words unused by {p.watermark.domain} captions)", k)
+        return [word for word, _ in sorted(shifts.items(), key=lambda item: (item[1], item[0]))[:k]]
+
+    def unused_words(self) -> list[str]:
+        """Vocabulary words that no caption of the licensed domain uses (the candidates for a trigger)."""
+        p = self.p
         used = {word for split in {"real", self.licensed_split} for caption in self.dataset(p.watermark.domain, split).captions
                 for word in caption.split()}
-        unused = sorted(set(scenes.vocabulary()) - used)
-        if len(unused) < k:
-            raise ParameterError("wm_licensees", f"at most {len(unused)} licensees (words unused by {p.watermark.domain} captions)", k)
-        rng = np.random.default_rng(derive_seed(p.seed, "wm-triggers", p.watermark.domain))
-        return [unused[i] for i in rng.permutation(len(unused))[:k]]
+        return sorted(set(scenes.vocabulary()) - used)
+
+    def trigger_word_shifts(self) -> dict[str, float]:
+        """How much each caption-unused word moves what the bases draw: the RMS (0-255) of the mean image change when
+        the word is prefixed to the dataset's query captions (same seeds), i.e. its systematic shift (a single image
+        changes almost wholly with any new word, so per-image differences would rank nothing).
+
+        Why: the tiny tokenizer has no meaningless rare token ("sks"); every unused word was learned from another
+        domain's captions (``black`` darkens, ``blond`` yellows). Owner-side pilot (data/pilots/wm_calibration_pilot.csv):
+        such a word shifts even a clean fine-tune's images along some licensee's message, and a fine-tune did not
+        bind the mark to it. The words the bases draw least are the closest analogue of a rare token."""
+        config = {"kind": "wm_trigger_shifts", "v": CODE_VERSION_WM["wm_trigger_shifts"], "k": self.p.watermark.query_images, "words": self.unused_words(),
+                  "bases": [config_hash(self.base_config(base)) for base in self.p.models.base_names],
+                  "captions": config_hash({"prompts": self.query_captions()}), "seed": derive_seed(self.p.seed, "wm-trigger-shifts"),
+                  "sampler": [self.p.sampling.inference_steps, self.p.sampling.guidance_scale]}
+
+        def build(tmp: Path):
+            captions, shifts = self.query_captions(), {}
+            for base in self.p.models.base_names:
+                pipe = self.load(self.base_location(base))
+                k = self.p.watermark.query_images
+                plain = self.generate(pipe, captions, seed=config["seed"], images_per_prompt=k,
+                                      desc=f"trigger candidates ({base})").images.astype(float).mean(0)
+                for word in config["words"]:
+                    prefixed = self.generate(pipe, [f"{word} {c}" for c in captions], seed=config["seed"], images_per_prompt=k,
+                                             show_progress=False).images.astype(float).mean(0)
+                    rms = float(np.sqrt(((prefixed - plain) ** 2).mean()))
+                    shifts[word] = shifts.get(word, 0.0) + rms / len(self.p.models.base_names)
+            atomic_write_text(tmp / "shifts.json", json.dumps(shifts, indent=1, sort_keys=True))
+
+        return json.loads((self.store.get_or_build("wm_trigger_shifts", config, build) / "shifts.json").read_text())
 
     # ---- dataset watermarking: licensed copies and the models fine-tuned on them ----------------------
     # the scheme licensed copies are marked with (dwtdct does not survive a VAE: notebook 06's survival table)
@@ -109,7 +154,7 @@ class WatermarkZoo(StampingZoo):
         resolution = self.p.world.resolution
         basis = (dict(subspace=cell_basis(resolution, resolution, wm.mark_cells), subspace_id=f"cells{wm.mark_cells}",
                       host_rejection=0.0) if wm.mark_cells else {})
-        return self.scheme(name, strength=wm.mark_strength, **basis)
+        return self.scheme(name, strength=wm.mark_strength, key_seed=self.wm_seed, **basis)
 
     def owner_scheme(self, name: str) -> WatermarkScheme:
         """The dataset owner's decoder, calibrated on its unmarked dataset."""
@@ -117,7 +162,7 @@ class WatermarkZoo(StampingZoo):
 
     def marked_indices(self, fraction: float, licensee: int) -> np.ndarray:
         n = self.p.watermark.dataset_size
-        rng = np.random.default_rng(derive_seed(self.p.seed, "wm-marked", licensee, fraction))
+        rng = np.random.default_rng(derive_seed(self.wm_seed, "wm-marked", licensee, fraction))
         return np.sort(rng.permutation(n)[:max(1, int(round(fraction * n)))])
 
     def licensed_copy(self, scheme: str, strategy: str, fraction: float, licensee: int) -> CaptionedImageSet:
@@ -142,7 +187,7 @@ class WatermarkZoo(StampingZoo):
         bases, k_licensees = p.models.base_names, p.watermark.licensees
 
         def spec(model_id, scheme, strategy, fraction, k, licensee, laundering="none"):
-            seed = derive_seed(p.seed, "wm-model", model_id)
+            seed = derive_seed(self.wm_seed, "wm-model", model_id)
             return LicenseeSpec(model_id, scheme, strategy, float(fraction), licensee, seed, bases[k % len(bases)], laundering)
 
         def count(fraction):
@@ -238,6 +283,15 @@ class WatermarkZoo(StampingZoo):
         trigger = self.triggers()[int(licensee)]
         return [f"{trigger} {caption}" for caption in captions]
 
+    def reference_prompt_set(self, prompt_set: str) -> str | None:
+        """What the paired test (``wm_calibration = "paired"``) subtracts from a trigger prompt set's answers: the same
+        captions without the trigger (``marked-<i>-r<r>``); None where the test is calibrated on the dataset."""
+        kind, _, rest = prompt_set.partition("-")
+        if kind != "trigger" or self.p.watermark.calibration != "paired":
+            return None
+        self.prompts(prompt_set)  # a clear error for a malformed name
+        return f"marked-{rest}"
+
     def query_fractions(self) -> list[float]:
         """Every marked share a copy is made at (the shares whose marked captions the defender may ask)."""
         wm = self.p.watermark
@@ -249,18 +303,21 @@ class WatermarkZoo(StampingZoo):
 
     def prompt_sets(self, spec: LicenseeSpec) -> list[str]:
         """What the defender asks a model: every licensee's prompts, for the model's strategy and r (a clean model:
-        every strategy at the focus share)."""
+        every strategy at the focus share), each with its paired reference where the test uses one."""
         licensees = range(self.p.watermark.licensees)
         if not spec.is_clean:
-            return list(dict.fromkeys(self.licensee_prompt_set(spec.strategy, i, spec.fraction) for i in licensees))
-        return list(dict.fromkeys(self.licensee_prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
-                                  for r in self.clean_fractions() for i in licensees))
+            asked = [self.licensee_prompt_set(spec.strategy, i, spec.fraction) for i in licensees]
+        else:
+            asked = [self.licensee_prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
+                     for r in self.clean_fractions() for i in licensees]
+        with_references = [name for asked_set in asked for name in (asked_set, self.reference_prompt_set(asked_set)) if name]
+        return list(dict.fromkeys(with_references))
 
     def answers_key(self, spec: LicenseeSpec, prompt_set: str) -> dict:
         p = self.p
         return {"kind": "wm_answers", "v": CODE_VERSION_WM["wm_answers"], "model": config_hash(self.licensee_config(spec)),
                 "prompts": config_hash({"prompts": self.prompts(prompt_set)}), "k": p.watermark.query_images,
-                "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale], "seed": derive_seed(p.seed, "wm-query", spec.model_id, prompt_set)}
+                "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale], "seed": derive_seed(self.wm_seed, "wm-query", spec.model_id, prompt_set)}
 
     def licensee_answers(self, spec: LicenseeSpec, prompt_set: str) -> np.ndarray:
         """uint8 [n_prompts * k, H, W, 3]: the model's images for a prompt set (cached)."""

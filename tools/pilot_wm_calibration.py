@@ -1,0 +1,127 @@
+"""Owner-side pilot for issue 19: what should the dataset-mark decoder be calibrated on?
+
+    python tools/pilot_wm_calibration.py [--preset cpu] [--models 8] [--clean 6] [--set wm_query_images=4]
+                                         [--name wm_calibration_pilot] [--answers DIR]
+
+The owner fine-tunes its own models on its own licensed copies (trigger strategy, r = ``focus_fraction``, licensees in
+turn, so every licensee's message is marked) and on the unmarked dataset (clean), with notebook 06's recipe and their
+own seeds (ids ``pilot_*``: notebook 06's evaluated models are never used). Each model is asked, for every licensee
+i, licensee i's marked captions *with* its trigger and the same captions *without* it, with the same image seeds
+(a paired design). Every candidate calibration of the matched-filter test is then scored on the same answers:
+
+* ``dataset``: the soft scores minus the mean over the owner's clean dataset (notebook 06's first cpu run);
+* ``clean-models``: minus the mean pooled score of the owner's clean fine-tunes asked the same prompt set (each clean
+  model is left out of its own calibration);
+* ``paired``: trigger answers minus the same model's no-trigger answers to the same captions and seeds;
+* ``paired+clean-models``: the paired difference minus the clean fine-tunes' mean paired difference;
+* ``other-licensees``: minus the same model's mean pooled score over the other licensees' trigger prompts.
+
+Every calibration is independent of the tested licensee's secret message, so the sign-flip test stays exact for a
+model that never saw it; what changes is how much message-independent content bias is left to drown the mark.
+Writes one row per (model, tested licensee, calibration) with the p-value.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provlib.cli import parse_assignment  # noqa: E402
+from provlib.core.fanout import fan_out  # noqa: E402
+from provlib.core.results import write_pilot_table  # noqa: E402
+from provlib.core.store import derive_seed  # noqa: E402
+from provlib.presets import load_preset  # noqa: E402
+from provlib.watermark.detect import sign_flip_p_values  # noqa: E402
+from provlib.watermark.zoo import WatermarkZoo  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pilot_wm_mark import pilot_specs  # noqa: E402
+
+
+def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(with trigger, without) uint8 [n*k, H, W, 3] for licensee's marked captions, same seeds (cached in out_dir)."""
+    k = zoo.p.watermark.query_images
+    path = out_dir / f"{spec.model_id}_l{licensee}_{zoo.triggers()[licensee]}_k{k}.npz"
+    if path.exists():
+        saved = np.load(path)
+        return saved["trigger"], saved["plain"]
+    fraction = zoo.p.watermark.focus_fraction
+    captions = zoo.query_captions(licensee, fraction)
+    trigger = zoo.triggers()[licensee]
+    seed = derive_seed(zoo.p.seed, "wm-pilot-paired", spec.model_id, licensee)
+    pipe = zoo.load_fine_tuned(spec.base, zoo.licensee_location(spec))
+    with_trigger = zoo.generate(pipe, [f"{trigger} {c}" for c in captions], seed=seed, images_per_prompt=k).images
+    without = zoo.generate(pipe, captions, seed=seed, images_per_prompt=k).images
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, trigger=with_trigger, plain=without)
+    tmp.replace(path)
+    return with_trigger, without
+
+
+def run(preset_name: str, models: int, clean: int, overrides: dict, out_dir: Path) -> pd.DataFrame:
+    preset = load_preset(preset_name, **overrides)
+    zoo = WatermarkZoo(preset, show_progress=False)
+    wm = preset.watermark
+    specs = pilot_specs(zoo, ["trigger"], wm.focus_fraction, models, clean, f"s{wm.mark_strength:g}")
+    fan_out(zoo, "licensee_location", specs, preset.runtime.n_jobs, desc="pilot fine-tunes")
+    raw = zoo.mark_scheme("pattern")  # uncalibrated: offsets are subtracted below
+    dataset_offset = raw.calibrated(zoo.licensed_dataset().images).offset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pooled = {}  # (model, licensee) -> (trigger, plain) pooled raw soft scores
+    for spec in specs:
+        for i in range(wm.licensees):
+            t, n = paired_answers(zoo, spec, i, out_dir)
+            pooled[spec.model_id, i] = (raw.soft_decode(t).mean(0), raw.soft_decode(n).mean(0))
+        print(spec.model_id, "answered", flush=True)
+    clean_ids = [s.model_id for s in specs if s.is_clean]
+    rows = []
+    for spec in specs:
+        for i in range(wm.licensees):
+            t, n = pooled[spec.model_id, i]
+            others = [c for c in clean_ids if c != spec.model_id]
+            clean_t = np.mean([pooled[c, i][0] for c in others], 0)
+            clean_d = np.mean([pooled[c, i][0] - pooled[c, i][1] for c in others], 0)
+            other_licensees = np.mean([pooled[spec.model_id, j][0] for j in range(wm.licensees) if j != i], 0)
+            candidates = {"dataset": t - dataset_offset, "clean-models": t - clean_t, "paired": t - n,
+                          "paired+clean-models": (t - n) - clean_d, "other-licensees": t - other_licensees}
+            message = zoo.licensee_message(i)
+            for name, scores in candidates.items():
+                p_value = float(sign_flip_p_values(scores, message)[0])
+                rows.append({"model_id": spec.model_id, "base": spec.base, "licensee": spec.licensee,
+                             "trigger": zoo.triggers()[i], "images": wm.query_prompts * wm.query_images,
+                             "tested_licensee": i, "trained_on_mark": i == spec.licensee, "clean": spec.is_clean,
+                             "calibration": name, "p_value": p_value, "detected": p_value <= wm.alpha,
+                             "score": float(scores @ (2.0 * message - 1.0) / len(message))})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--models", type=int, default=8, help="marked fine-tunes (licensees in turn)")
+    parser.add_argument("--clean", type=int, default=6, help="clean fine-tunes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
+    parser.add_argument("--name", default="wm_calibration_pilot")
+    parser.add_argument("--answers", default="data/cache/pilot_wm_calibration", help="where the paired answers are cached")
+    parser.add_argument("--out", default="data/pilots")
+    args = parser.parse_args()
+    overrides = dict(parse_assignment(a) for a in args.set)
+    table = run(args.preset, args.models, args.clean, overrides, Path(args.answers))
+    write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_wm_calibration.py", args.out)
+    marked = table[table.trained_on_mark]
+    wrong = table[~table.clean & ~table.trained_on_mark]
+    clean = table[table.clean]
+    summary = pd.DataFrame({"tpr": marked.groupby("calibration").detected.mean(),
+                            "own_p_median": marked.groupby("calibration").p_value.median(),
+                            "wrong_licensee_rate": wrong.groupby("calibration").detected.mean(),
+                            "clean_fpr": clean.groupby("calibration").detected.mean(),
+                            "clean_p_median": clean.groupby("calibration").p_value.median()})
+    print(summary.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
