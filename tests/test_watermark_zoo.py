@@ -7,6 +7,7 @@ from provlib.core.errors import ParameterError
 from provlib.core.source import Source
 from provlib.core.store import config_hash
 from provlib.presets import load_preset
+from provlib.watermark.triggers import trigger_word_shifts, unused_words
 from provlib.watermark.zoo import CLEAN, PLAIN, MarkedSuspectSpec, WatermarkZoo
 
 
@@ -116,9 +117,9 @@ def test_removal_attacks_regenerate_every_image_and_bad_ones_name_the_field(zoo)
 
 
 def test_triggers_are_the_unused_words_the_bases_draw_least_and_the_paired_test_asks_them_without(zoo):
-    shifts = zoo.trigger_word_shifts()
+    shifts = trigger_word_shifts(zoo)
     triggers = zoo.triggers()
-    assert set(shifts) == set(zoo.unused_words()) and set(triggers) <= set(shifts)
+    assert set(shifts) == set(unused_words(zoo)) and set(triggers) <= set(shifts)
     assert max(shifts[t] for t in triggers) <= min(v for w, v in shifts.items() if w not in triggers)
     p = zoo.p
     r = p.watermark.focus_fraction
@@ -131,11 +132,7 @@ def test_triggers_are_the_unused_words_the_bases_draw_least_and_the_paired_test_
     assert reference in zoo.prompt_sets(next(s for s in zoo.licensee_specs() if s.strategy == "trigger" and s.licensee == 1))
     assert all(zoo.reference_prompt_set(ps) in zoo.prompt_sets(trigger_model) for ps in zoo.prompt_sets(trigger_model)
                if ps.startswith("trigger"))
-    dataset_calibrated = WatermarkZoo(load_preset("smoke", wm_calibration="dataset"), cache_root=zoo.cache_root,
-                                      show_progress=False)
-    assert dataset_calibrated.reference_prompt_set(name) is None
-    with pytest.raises(ParameterError, match="wm_calibration"):
-        load_preset("smoke", wm_calibration="models")
+    assert zoo.reference_prompt_set(zoo.licensee_prompt_set("image", 1, r)) is None  # image-only: dataset calibration
 
 
 def test_a_redraw_changes_every_watermark_secret_and_seed_but_not_the_world(zoo):

@@ -65,7 +65,6 @@ def _removal(value):
 class Watermark(Section):
     bits: int = setting(32, positive_int)                 # message length (the attribution paper's Baseline 1: 32 bits)
     schemes: tuple = setting(("dwtdct", "pattern"), names(allowed=SCHEMES))
-    dwtdct_step: float = setting(36.0, positive_number)   # QIM step of the DWT-DCT scheme (invisible-watermark's scale)
     pattern_strength: float = setting(2.0, positive_number)  # spread-spectrum amplitude, RMS in 0-255 pixel units
     # the dataset mark's amplitude on a licensed copy's marked images (pattern scheme; Baseline 1 keeps
     # pattern_strength): a fine-tune must learn it from a few images (r = 2% of 500 is 10)
@@ -87,10 +86,6 @@ class Watermark(Section):
     subspace_probe_images: int = setting(48, positive_int)  # public images the VAE's response is measured on
     subspace_images: int = setting(512, positive_int)      # public images the content's energy is measured on
     baseline_scheme: str = setting("pattern", choice(*SCHEMES))  # the scheme the source stamps into every generation
-    # what the trigger strategy's test is calibrated on: "paired" (the same model's answers to the same captions
-    # without the trigger, see provlib.watermark.detect) or "dataset" (the owner's clean dataset, as the image-only
-    # strategy always is). Chosen owner-side (tools/pilot_wm_calibration.py, data/pilots/wm_calibration_pilot*.csv)
-    calibration: str = setting("paired", choice("dataset", "paired"))
     statistic: str = setting("soft", choice(*STATISTICS))  # "soft" (matched filter, sign flips) or "bits" (binomial)
     alpha: float = setting(0.01, probability_open)         # level of the model-level test (both statistics are exact)
     key_alpha: float = setting(0.05, probability_open)     # per-prompt level behind Baseline 1's conf

@@ -45,7 +45,7 @@ class StampingZoo(AttributionZoo):
         (``host_rejection``, ``subspace`` with its ``subspace_id``) override the pattern's; ``key_seed`` (default: the
         preset's seed) is what the secret key is derived from."""
         p = self.p
-        options = {"dwtdct": {"step": p.watermark.dwtdct_step},
+        options = {"dwtdct": {},  # the QIM step is invisible-watermark's default (DwtDctScheme)
                    "pattern": {"strength": p.watermark.pattern_strength if strength is None else strength, "band": tuple(p.watermark.pattern_band),
                                "host_rejection": p.watermark.pattern_host_rejection}}
         if name == "pattern" and p.watermark.pattern_subspace and "subspace" not in pattern_options:

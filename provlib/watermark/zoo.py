@@ -14,22 +14,21 @@ the analogue of the rare tokens ("sks") used with real Stable Diffusion, which i
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from provlib.core import scenes
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
 from provlib.core.generate import regenerate
-from provlib.core.store import atomic_write_text, config_hash, derive_seed
+from provlib.core.store import config_hash, derive_seed
 from provlib.watermark.config import removal_strength
 from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex, random_message
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
+from provlib.watermark.triggers import trigger_word_shifts
 
 __all__ = ["CLEAN", "PLAIN", "LicenseeSpec", "MarkedSuspectSpec", "WatermarkZoo", "fraction_tag"]
 
@@ -62,9 +61,8 @@ def fraction_tag(fraction: float) -> str:
 class WatermarkZoo(StampingZoo):
     @property
     def wm_seed(self) -> int:
-        """What dataset watermarking's keys, messages, marked images and fine-tune / query seeds derive from: the
-        preset's seed, or for ``wm_draw`` > 0 a re-draw of them on the same world (a re-run with another seed that
-        reuses notebooks 01-05 and the licensed dataset)."""
+        """What the watermark keys, messages, marked images and fine-tune / query seeds derive from: the preset's seed,
+        or for ``wm_draw`` > 0 a re-draw of them on the same world and licensed dataset (no 01-05 re-run)."""
         draw = self.p.watermark.draw
         return self.p.seed if draw == 0 else derive_seed(self.p.seed, "wm-draw", draw)
 
@@ -73,7 +71,7 @@ class WatermarkZoo(StampingZoo):
 
     def triggers(self) -> list[str]:
         """One trigger word per licensee (see module doc): the preset's, the paper-scale defaults, or at cpu scale the
-        caption-unused vocabulary words that change the bases' drawings least (``trigger_word_shifts``)."""
+        caption-unused vocabulary words that change the bases' drawings least (``provlib.watermark.triggers``)."""
         p, k = self.p, self.p.watermark.licensees
         if p.watermark.triggers:
             return list(p.watermark.triggers)[:k]
@@ -81,47 +79,10 @@ class WatermarkZoo(StampingZoo):
             if k > len(PAPER_TRIGGERS):
                 raise ParameterError("wm_triggers", f"{k} trigger words (only {len(PAPER_TRIGGERS)} defaults exist)", ())
             return list(PAPER_TRIGGERS[:k])
-        shifts = self.trigger_word_shifts()
+        shifts = trigger_word_shifts(self)
         if len(shifts) < k:
             raise ParameterError("wm_licensees", f"at most {len(shifts)} licensees (words unused by {p.watermark.domain} captions)", k)
         return [word for word, _ in sorted(shifts.items(), key=lambda item: (item[1], item[0]))[:k]]
-
-    def unused_words(self) -> list[str]:
-        """Vocabulary words that no caption of the licensed domain uses (the candidates for a trigger)."""
-        p = self.p
-        used = {word for split in {"real", self.licensed_split} for caption in self.dataset(p.watermark.domain, split).captions
-                for word in caption.split()}
-        return sorted(set(scenes.vocabulary()) - used)
-
-    def trigger_word_shifts(self) -> dict[str, float]:
-        """How much each caption-unused word moves what the bases draw: the RMS (0-255) of the mean image change when
-        the word is prefixed to the dataset's query captions (same seeds), i.e. its systematic shift (a single image
-        changes almost wholly with any new word, so per-image differences would rank nothing).
-
-        Why: the tiny tokenizer has no meaningless rare token ("sks"); every unused word was learned from another
-        domain's captions (``black`` darkens, ``blond`` yellows). Owner-side pilot (data/pilots/wm_calibration_pilot.csv):
-        such a word shifts even a clean fine-tune's images along some licensee's message, and a fine-tune did not
-        bind the mark to it. The words the bases draw least are the closest analogue of a rare token."""
-        config = {"kind": "wm_trigger_shifts", "v": CODE_VERSION_WM["wm_trigger_shifts"], "k": self.p.watermark.query_images, "words": self.unused_words(),
-                  "bases": [config_hash(self.base_config(base)) for base in self.p.models.base_names],
-                  "captions": config_hash({"prompts": self.query_captions()}), "seed": derive_seed(self.p.seed, "wm-trigger-shifts"),
-                  "sampler": [self.p.sampling.inference_steps, self.p.sampling.guidance_scale]}
-
-        def build(tmp: Path):
-            captions, shifts = self.query_captions(), {}
-            for base in self.p.models.base_names:
-                pipe = self.load(self.base_location(base))
-                k = self.p.watermark.query_images
-                plain = self.generate(pipe, captions, seed=config["seed"], images_per_prompt=k,
-                                      desc=f"trigger candidates ({base})").images.astype(float).mean(0)
-                for word in config["words"]:
-                    prefixed = self.generate(pipe, [f"{word} {c}" for c in captions], seed=config["seed"], images_per_prompt=k,
-                                             show_progress=False).images.astype(float).mean(0)
-                    rms = float(np.sqrt(((prefixed - plain) ** 2).mean()))
-                    shifts[word] = shifts.get(word, 0.0) + rms / len(self.p.models.base_names)
-            atomic_write_text(tmp / "shifts.json", json.dumps(shifts, indent=1, sort_keys=True))
-
-        return json.loads((self.store.get_or_build("wm_trigger_shifts", config, build) / "shifts.json").read_text())
 
     # ---- dataset watermarking: licensed copies and the models fine-tuned on them ----------------------
     # the scheme licensed copies are marked with (dwtdct does not survive a VAE: notebook 06's survival table)
@@ -284,10 +245,11 @@ class WatermarkZoo(StampingZoo):
         return [f"{trigger} {caption}" for caption in captions]
 
     def reference_prompt_set(self, prompt_set: str) -> str | None:
-        """What the paired test (``wm_calibration = "paired"``) subtracts from a trigger prompt set's answers: the same
-        captions without the trigger (``marked-<i>-r<r>``); None where the test is calibrated on the dataset."""
+        """What the paired test subtracts from a trigger prompt set's answers: the same captions without the trigger
+        (``marked-<i>-r<r>``); None for the image-only strategy's prompts, whose test is calibrated on the dataset.
+        Chosen owner-side (tools/pilot_wm_calibration.py, data/pilots/wm_calibration_pilot*.csv)."""
         kind, _, rest = prompt_set.partition("-")
-        if kind != "trigger" or self.p.watermark.calibration != "paired":
+        if kind != "trigger":
             return None
         self.prompts(prompt_set)  # a clear error for a malformed name
         return f"marked-{rest}"
