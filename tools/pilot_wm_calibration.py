@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from safetensors.numpy import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.fanout import fan_out  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
-from provlib.core.store import derive_seed  # noqa: E402
+from provlib.core.store import atomic_save_arrays, derive_seed  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.watermark.detect import sign_flip_p_values  # noqa: E402
 from provlib.watermark.zoo import WatermarkZoo  # noqa: E402
@@ -44,21 +45,17 @@ from pilot_wm_mark import pilot_specs  # noqa: E402
 
 def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(with trigger, without) uint8 [n*k, H, W, 3] for licensee's marked captions, same seeds (cached in out_dir)."""
-    k = zoo.p.watermark.query_images
-    path = out_dir / f"{spec.model_id}_l{licensee}_{zoo.triggers()[licensee]}_k{k}.npz"
+    k, trigger = zoo.p.watermark.query_images, zoo.triggers()[licensee]
+    path = out_dir / f"{spec.model_id}_l{licensee}_{trigger}_k{k}.safetensors"
     if path.exists():
-        saved = np.load(path)
+        saved = load_file(str(path))
         return saved["trigger"], saved["plain"]
-    fraction = zoo.p.watermark.focus_fraction
-    captions = zoo.query_captions(licensee, fraction)
-    trigger = zoo.triggers()[licensee]
+    captions = zoo.query_captions(licensee, zoo.p.watermark.focus_fraction)
     seed = derive_seed(zoo.p.seed, "wm-pilot-paired", spec.model_id, licensee)
     pipe = zoo.load_fine_tuned(spec.base, zoo.licensee_location(spec))
     with_trigger = zoo.generate(pipe, [f"{trigger} {c}" for c in captions], seed=seed, images_per_prompt=k).images
     without = zoo.generate(pipe, captions, seed=seed, images_per_prompt=k).images
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, trigger=with_trigger, plain=without)
-    tmp.replace(path)
+    atomic_save_arrays(path, {"trigger": with_trigger, "plain": without})
     return with_trigger, without
 
 

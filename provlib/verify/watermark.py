@@ -68,15 +68,16 @@ def prepare_watermark_keys(zoo, folder: str | Path, strategy: str | None = None,
     names = [zoo.licensee_prompt_set(strategy, i, fraction) for i in licensees]
     prompt_sets = [zoo.prompts(name) for name in names]
     references = [zoo.reference_prompt_set(name) for name in names]
+    references = references if all(references) else None  # the paired test: trigger prompts only
     settings = {"preset": p.name, "seed": p.seed, "strategy": strategy, "fraction": fraction, "triggers": zoo.triggers(),
                 "alpha": wm.alpha, "statistic": wm.statistic, "images_per_prompt": wm.query_images,
                 "query_seed": derive_seed(p.seed, "verify-wm-query"),
                 "sampler": Sampler(p.sampling.inference_steps, p.sampling.guidance_scale, p.world.resolution,
                                    p.sampling.batch_size).as_dict(),
-                "prompt_set_names": names, "reference_set_names": references if all(references) else None}
+                "prompt_set_names": names, "reference_set_names": references}
     return save_watermark_keys(folder, zoo.owner_scheme("pattern"), p.world.resolution,
                                np.stack([zoo.licensee_message(i) for i in licensees]), prompt_sets, settings, overwrite,
-                               reference_sets=[zoo.prompts(name) for name in references] if all(references) else None)
+                               reference_sets=[zoo.prompts(name) for name in references] if references else None)
 
 
 def export_zoo_licensee(zoo, model_id: str, out_dir: str | Path) -> dict:

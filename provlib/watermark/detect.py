@@ -128,21 +128,24 @@ def detect(scheme: WatermarkScheme, images, message, alpha: float = 0.01, statis
     """
     images = as_image_batch(images)
     bits = check_message(message, scheme.n_bits)
-    soft = scheme.soft_decode(images)
     check_statistic(statistic)
+    soft = scheme.soft_decode(images)  # decoded once: the paired arm only moves the offset
     if reference is not None:
-        unpaired = detect(scheme, images, bits, alpha, statistic)
+        unpaired_p, unpaired_bits_p = _p_values(soft, bits, statistic)[1:]
         soft = soft - scheme.soft_decode(as_image_batch(reference, "reference")).mean(0)
-    pooled = soft.mean(0)
-    matches = int((aggregate_bits(soft) == bits).sum())
-    bits_p = binomial_p_value(matches, scheme.n_bits)
-    p_value = sign_flip_p_values(pooled, bits)[0] if statistic == "soft" else bits_p
+    matches, p_value, bits_p = _p_values(soft, bits, statistic)
     if reference is not None:
-        p_value = combined_p_value(p_value, unpaired.p_value)
-        bits_p = combined_p_value(bits_p, unpaired.bits_p_value)
+        p_value, bits_p = combined_p_value(p_value, unpaired_p), combined_p_value(bits_p, unpaired_bits_p)
     per_image = float(((soft > 0).astype(np.uint8) == bits[None]).mean())
-    return Detection(matches, scheme.n_bits, float(pooled @ (2.0 * bits - 1.0) / scheme.n_bits), float(p_value),
+    return Detection(matches, scheme.n_bits, float(soft.mean(0) @ (2.0 * bits - 1.0) / scheme.n_bits), float(p_value),
                      p_value <= check_level(alpha), float(alpha), statistic, len(images), per_image, bits_p)
+
+
+def _p_values(soft: np.ndarray, bits: np.ndarray, statistic: str) -> tuple[int, float, float]:
+    """(aggregated matching bits, the decisive statistic's p-value, the bits' binomial p-value) of soft scores."""
+    matches = int((aggregate_bits(soft) == bits).sum())
+    bits_p = binomial_p_value(matches, len(bits))
+    return matches, (sign_flip_p_values(soft.mean(0), bits)[0] if statistic == "soft" else bits_p), bits_p
 
 
 def prompt_p_values(scheme: WatermarkScheme, answers: np.ndarray, message, statistic: str = "soft") -> np.ndarray:

@@ -39,10 +39,9 @@ def trigger_word_shifts(zoo) -> dict[str, float]:
               "sampler": [zoo.p.sampling.inference_steps, zoo.p.sampling.guidance_scale]}
 
     def build(tmp: Path):
-        captions, shifts = zoo.query_captions(), {}
+        captions, shifts, k = zoo.query_captions(), {}, zoo.p.watermark.query_images
         for base in zoo.p.models.base_names:
             pipe = zoo.load(zoo.base_location(base))
-            k = zoo.p.watermark.query_images
             plain = zoo.generate(pipe, captions, seed=config["seed"], images_per_prompt=k,
                                   desc=f"trigger candidates ({base})").images.astype(float).mean(0)
             for word in config["words"]:
