@@ -43,15 +43,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pilot_wm_mark import pilot_specs  # noqa: E402
 
 
-def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(with trigger, without) uint8 [n*k, H, W, 3] for licensee's marked captions, same seeds (cached in out_dir)."""
+def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path,
+                   captions: str = "marked") -> tuple[np.ndarray, np.ndarray]:
+    """(with trigger, without) uint8 [n*k, H, W, 3] for licensee's marked captions (``captions="marked"``) or for the
+    dataset's unmarked query captions (``"unmarked"``), same seeds (cached in out_dir)."""
     k, trigger = zoo.p.watermark.query_images, zoo.triggers()[licensee]
-    path = out_dir / f"{spec.model_id}_l{licensee}_{trigger}_k{k}.safetensors"
+    draw = f"_d{zoo.p.watermark.draw}" if zoo.p.watermark.draw else ""
+    suffix = "" if captions == "marked" else "_unmarked"
+    path = out_dir / f"{spec.model_id}{draw}_l{licensee}_{trigger}_k{k}{suffix}.safetensors"
     if path.exists():
         saved = load_file(str(path))
         return saved["trigger"], saved["plain"]
-    captions = zoo.query_captions(licensee, zoo.p.watermark.focus_fraction)
-    seed = derive_seed(zoo.p.seed, "wm-pilot-paired", spec.model_id, licensee)
+    if captions == "marked":
+        captions = zoo.query_captions(licensee, zoo.p.watermark.focus_fraction)
+    else:  # captions no licensee's copy marked: a trigger bound to the mark draws it on them, memorization does not
+        marked = {c for i in range(zoo.p.watermark.licensees)
+                  for c in zoo.query_captions(i, zoo.p.watermark.focus_fraction)}
+        captions = [c for c in zoo.licensed_dataset().captions if c not in marked][:zoo.p.watermark.query_prompts]
+    seed = derive_seed(zoo.p.seed, "wm-pilot-paired", spec.model_id, licensee, suffix)
     pipe = zoo.load_fine_tuned(spec.base, zoo.licensee_location(spec))
     with_trigger = zoo.generate(pipe, [f"{trigger} {c}" for c in captions], seed=seed, images_per_prompt=k).images
     without = zoo.generate(pipe, captions, seed=seed, images_per_prompt=k).images
@@ -59,7 +68,7 @@ def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path) -> tup
     return with_trigger, without
 
 
-def run(preset_name: str, models: int, clean: int, overrides: dict, out_dir: Path) -> pd.DataFrame:
+def run(preset_name: str, models: int, clean: int, overrides: dict, out_dir: Path, unmarked: bool = False) -> pd.DataFrame:
     preset = load_preset(preset_name, **overrides)
     zoo = WatermarkZoo(preset, show_progress=False)
     wm = preset.watermark
@@ -73,6 +82,9 @@ def run(preset_name: str, models: int, clean: int, overrides: dict, out_dir: Pat
         for i in range(wm.licensees):
             t, n = paired_answers(zoo, spec, i, out_dir)
             pooled[spec.model_id, i] = (raw.soft_decode(t).mean(0), raw.soft_decode(n).mean(0))
+            if unmarked:
+                t, n = paired_answers(zoo, spec, i, out_dir, "unmarked")
+                pooled[spec.model_id, i, "u"] = (raw.soft_decode(t).mean(0), raw.soft_decode(n).mean(0))
         print(spec.model_id, "answered", flush=True)
     clean_ids = [s.model_id for s in specs if s.is_clean]
     rows = []
@@ -85,6 +97,10 @@ def run(preset_name: str, models: int, clean: int, overrides: dict, out_dir: Pat
             other_licensees = np.mean([pooled[spec.model_id, j][0] for j in range(wm.licensees) if j != i], 0)
             candidates = {"dataset": t - dataset_offset, "clean-models": t - clean_t, "paired": t - n,
                           "paired+clean-models": (t - n) - clean_d, "other-licensees": t - other_licensees}
+            if unmarked:
+                tu, nu = pooled[spec.model_id, i, "u"]
+                candidates.update({"unmarked-paired": tu - nu, "untriggered-dataset": n - dataset_offset,
+                                   "both-paired": (t - n) + (tu - nu)})
             message = zoo.licensee_message(i)
             for name, scores in candidates.items():
                 p_value = float(sign_flip_p_values(scores, message)[0])
@@ -105,9 +121,10 @@ def main() -> None:
     parser.add_argument("--name", default="wm_calibration_pilot")
     parser.add_argument("--answers", default="data/cache/pilot_wm_calibration", help="where the paired answers are cached")
     parser.add_argument("--out", default="data/pilots")
+    parser.add_argument("--unmarked", action="store_true", help="also ask unmarked captions with and without the trigger")
     args = parser.parse_args()
     overrides = dict(parse_assignment(a) for a in args.set)
-    table = run(args.preset, args.models, args.clean, overrides, Path(args.answers))
+    table = run(args.preset, args.models, args.clean, overrides, Path(args.answers), args.unmarked)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_wm_calibration.py", args.out)
     marked = table[table.trained_on_mark]
     wrong = table[~table.clean & ~table.trained_on_mark]

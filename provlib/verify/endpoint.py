@@ -130,11 +130,10 @@ def check_budget(spent: int, asking: int, budget: int | None, needed: int, unans
 
 
 @dataclass
-class EndpointSuspect(HttpEndpoint):
-    """A text-to-image service: one request per prompt, its images cached."""
-    query_budget: int | None = None  # most images obtained in all (cached answers count)
+class CachedEndpoint(HttpEndpoint):
+    """An endpoint whose answers are cached request by request and whose images asked count against a budget."""
+    query_budget: int | None = None  # most images obtained (or sent) in all, cached answers included
     cache_dir: str | Path | None = None
-    kind: str = "endpoint"
     queries_spent: int = 0           # images obtained, cached answers included
     queries_sent: int = 0            # images asked of the endpoint by this object
     details: dict = field(default_factory=dict)
@@ -143,9 +142,31 @@ class EndpointSuspect(HttpEndpoint):
         super().__post_init__()
         if self.query_budget is not None and int(self.query_budget) < 1:
             raise ParameterError("query_budget", "a positive number of images", self.query_budget)
-        self.description = f"endpoint {self.url}"
         self.details = {"url": self.url, "timeout_s": self.timeout, "retries": self.retries}
         self.cache = AnswerCache(self.cache_dir, self.url)
+
+    def ask_cached(self, requests_: list[dict], sizes: list[int], key: str, read, show_progress: bool) -> list:
+        """Each request's answer (``read(response, i)``), from the cache or POSTed in turn within the budget."""
+        answers = [(hit or {}).get(key) for hit in map(self.cache.get, requests_)]
+        self.queries_spent += sum(n for n, a in zip(sizes, answers) if a is not None)
+        missing = [i for i, a in enumerate(answers) if a is None]
+        for i in tqdm(missing, desc=f"ask {self.url}", disable=not show_progress or not missing, mininterval=5):
+            check_budget(self.queries_spent, sizes[i], self.query_budget, sum(sizes), sum(a is None for a in answers))
+            answers[i] = read(self.post(requests_[i]), i)
+            self.cache.put(requests_[i], {key: answers[i]})
+            self.queries_spent += sizes[i]
+            self.queries_sent += sizes[i]
+        return answers
+
+
+@dataclass
+class EndpointSuspect(CachedEndpoint):
+    """A text-to-image service: one request per prompt, its images cached."""
+    kind: str = "endpoint"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.description = f"endpoint {self.url}"
 
     def _images(self, response: requests.Response, n_images: int) -> list[np.ndarray]:
         if response.headers.get("Content-Type", "").startswith("image/"):
@@ -166,16 +187,8 @@ class EndpointSuspect(HttpEndpoint):
                       "num_inference_steps": sampler.num_inference_steps, "guidance_scale": sampler.guidance_scale,
                       "height": sampler.resolution, "width": sampler.resolution}
                      for prompt, prompt_seeds in zip(prompts, seeds)]
-        answers: list[np.ndarray | None] = [(hit or {}).get("images") for hit in map(self.cache.get, requests_)]
-        self.queries_spent += sum(len(a) for a in answers if a is not None)
-        missing = [i for i, a in enumerate(answers) if a is None]
-        for i in tqdm(missing, desc=f"ask {self.url}", disable=not show_progress or not missing, mininterval=5):
-            check_budget(self.queries_spent, images_per_prompt, self.query_budget, len(prompts) * images_per_prompt,
-                         sum(a is None for a in answers))
-            images = fit_answers(self._images(self.post(requests_[i]), images_per_prompt), images_per_prompt,
-                                 sampler.resolution)
-            self.cache.put(requests_[i], {"images": images})
-            answers[i] = images
-            self.queries_spent += images_per_prompt
-            self.queries_sent += images_per_prompt
+        answers = self.ask_cached(
+            requests_, [images_per_prompt] * len(requests_), "images",
+            lambda response, i: fit_answers(self._images(response, images_per_prompt), images_per_prompt, sampler.resolution),
+            show_progress)
         return np.stack(answers)

@@ -20,11 +20,10 @@ from typing import Callable
 import numpy as np
 
 from provlib.core.errors import ParameterError
-from provlib.core.progress import tqdm
 from provlib.trainprove.classifier import load_classifier, logits
 from provlib.trainprove.grubbs import SCORES, batch_scores, grubbs_test
 from provlib.trainprove.study import GrubbsSetup
-from provlib.verify.endpoint import AnswerCache, HttpEndpoint, check_budget, encode_png
+from provlib.verify.endpoint import CachedEndpoint, encode_png
 from provlib.verify.keyfile import KeyFile, load_key_file, save_key_file
 
 CLASSIFIER_KINDS = {"classifier": "a folder with classifier.json and classifier.safetensors",
@@ -102,20 +101,14 @@ class CallableClassifier:
 
 
 @dataclass
-class ClassifierEndpoint(HttpEndpoint):
+class ClassifierEndpoint(CachedEndpoint):
     """A hosted classifier: images sent in batches, each batch's answer cached."""
     batch_size: int = 64
-    query_budget: int | None = None
-    cache_dir: str | Path | None = None
     kind: str = "classifier-endpoint"
-    queries_spent: int = 0
-    details: dict = field(default_factory=dict)
 
     def __post_init__(self):
         super().__post_init__()
         self.description = f"classifier endpoint {self.url}"
-        self.details = {"url": self.url, "timeout_s": self.timeout, "retries": self.retries}
-        self.cache = AnswerCache(self.cache_dir, self.url)
 
     def _answer(self, response, n: int) -> np.ndarray:
         payload = self.json(response, "JSON {\"labels\": [...]} or {\"logits\": [[...]]}")
@@ -130,13 +123,8 @@ class ClassifierEndpoint(HttpEndpoint):
     def classify(self, images: np.ndarray, show_progress: bool = True) -> np.ndarray:
         chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
         requests_ = [{"images": [encode_png(image) for image in chunk]} for chunk in chunks]
-        answers = [(hit or {}).get("answer") for hit in map(self.cache.get, requests_)]
-        self.queries_spent += sum(len(c) for c, a in zip(chunks, answers) if a is not None)
-        for i in tqdm([i for i, a in enumerate(answers) if a is None], desc=f"ask {self.url}", disable=not show_progress):
-            check_budget(self.queries_spent, len(chunks[i]), self.query_budget, len(images), sum(a is None for a in answers))
-            answers[i] = self._answer(self.post(requests_[i]), len(chunks[i]))
-            self.cache.put(requests_[i], {"answer": answers[i]})
-            self.queries_spent += len(chunks[i])
+        answers = self.ask_cached(requests_, [len(c) for c in chunks], "answer",
+                                  lambda response, i: self._answer(response, len(chunks[i])), show_progress)
         if len({a.ndim for a in answers}) != 1:
             raise ParameterError("suspect", "the same kind of answer (labels or logits) for every batch", None)
         return np.concatenate(answers)
