@@ -1,7 +1,7 @@
 """Owner-side pilot for issue 19: what should the dataset-mark decoder be calibrated on?
 
     python tools/pilot_wm_calibration.py [--preset cpu] [--models 8] [--clean 6] [--set wm_query_images=4]
-                                         [--name wm_calibration_pilot] [--answers DIR]
+                                         [--set wm_draw=1] [--unmarked] [--name wm_calibration_pilot] [--answers DIR]
 
 The owner fine-tunes its own models on its own licensed copies (trigger strategy, r = ``focus_fraction``, licensees in
 turn, so every licensee's message is marked) and on the unmarked dataset (clean), with notebook 06's recipe and their
@@ -15,6 +15,14 @@ i, licensee i's marked captions *with* its trigger and the same captions *withou
 * ``paired``: trigger answers minus the same model's no-trigger answers to the same captions and seeds;
 * ``paired+clean-models``: the paired difference minus the clean fine-tunes' mean paired difference;
 * ``other-licensees``: minus the same model's mean pooled score over the other licensees' trigger prompts.
+
+With ``--unmarked`` each model is also asked captions no licensee marked, with and without the trigger (same seeds):
+
+* ``unmarked-paired``: what the trigger adds on captions the fine-tune never saw marked (a trigger bound to the mark
+  draws it there; a memorized marked image does not);
+* ``untriggered-dataset``: the marked captions *without* the trigger, dataset-calibrated (a mark memorized with the
+  captions rather than bound to the trigger shows here, and cancels in ``paired``);
+* ``both-paired``: the sum of the two paired differences.
 
 Every calibration is independent of the tested licensee's secret message, so the sign-flip test stays exact for a
 model that never saw it; what changes is how much message-independent content bias is left to drown the mark.

@@ -25,7 +25,7 @@ from provlib.core.fanout import fan_out
 from provlib.core.generate import regenerate
 from provlib.core.store import config_hash, derive_seed
 from provlib.watermark.config import removal_strength
-from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex, random_message
+from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex, orthogonal_messages
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
 from provlib.watermark.triggers import trigger_word_shifts
@@ -67,7 +67,8 @@ class WatermarkZoo(StampingZoo):
         return self.p.seed if draw == 0 else derive_seed(self.p.seed, "wm-draw", draw)
 
     def licensee_message(self, licensee: int) -> np.ndarray:
-        return random_message(self.p.watermark.bits, derive_seed(self.wm_seed, "wm-message", f"licensee-{licensee}"))
+        wm = self.p.watermark  # the licensees' messages are pairwise orthogonal (leak tracing, orthogonal_messages)
+        return orthogonal_messages(wm.bits, wm.licensees, derive_seed(self.wm_seed, "wm-messages"))[licensee]
 
     def triggers(self) -> list[str]:
         """One trigger word per licensee (see module doc): the preset's, the paper-scale defaults, or at cpu scale the
@@ -256,8 +257,7 @@ class WatermarkZoo(StampingZoo):
 
     def query_fractions(self) -> list[float]:
         """Every marked share a copy is made at (the shares whose marked captions the defender may ask)."""
-        wm = self.p.watermark
-        return sorted(set(wm.fractions))
+        return sorted(set(self.p.watermark.fractions))
 
     def clean_fractions(self) -> list[float]:
         """The shares at which a clean fine-tune is asked every licensee's prompts: the focus share."""
