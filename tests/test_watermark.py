@@ -28,6 +28,7 @@ from provlib.watermark.schemes import (
     message_hex,
     random_message,
 )
+from provlib.watermark.messages import orthogonal_messages
 from provlib.watermark.transforms import apply_transform, parse_transform
 
 
@@ -190,6 +191,19 @@ def test_fitted_subspace_holds_the_directions_a_pipeline_passes_best(faces):
         fit_transmitted_subspace(blur, faces[:2], faces[:2], band=(1.0, 2.0), transmitted=500, dims=40)
     with pytest.raises(ParameterError, match="'images'.*fitted"):
         scheme.decode(np.zeros((1, 48, 48, 3), np.uint8))
+
+
+def test_licensee_messages_are_pairwise_orthogonal_and_each_uniform_alone():
+    messages = orthogonal_messages(32, 4, seed=7)
+    assert messages.shape == (4, 32) and messages.dtype == np.uint8
+    signs = 2.0 * messages - 1.0
+    assert np.allclose(signs @ signs.T, 32 * np.eye(4))  # every pair agrees in exactly 16 bits
+    # each message alone is uniform: every bit is 1 about half the time over seeds (the clean-model test's premise)
+    draws = np.array([orthogonal_messages(32, 4, seed=s)[1] for s in range(2000)])
+    assert np.abs(draws.mean(0) - 0.5).max() < 0.05
+    assert not np.array_equal(orthogonal_messages(32, 4, seed=1), orthogonal_messages(32, 4, seed=2))
+    # no Hadamard code for 12 bits: independent draws of the right shape
+    assert orthogonal_messages(12, 3, seed=0).shape == (3, 12)
 
 
 def test_cell_basis_is_orthonormal_and_constant_on_each_cell():

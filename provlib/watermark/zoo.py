@@ -25,7 +25,8 @@ from provlib.core.fanout import fan_out
 from provlib.core.generate import regenerate
 from provlib.core.store import config_hash, derive_seed
 from provlib.watermark.config import removal_strength
-from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex, orthogonal_messages
+from provlib.watermark.messages import orthogonal_messages
+from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
 from provlib.watermark.triggers import trigger_word_shifts
