@@ -128,7 +128,7 @@ EXPECTED = {
     "03": {"delta0": 0.03, "shadow conf gap": 0.145833},
     "04": {"strategy 1+2 mean conf": 0.180556},
     "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
-    "06": {"dataset watermark bit accuracy": 0.513672, "Baseline 1 score": -0.00326},
+    "06": {"dataset watermark bit accuracy": 0.549805, "Baseline 1 score": -0.00326},
     "07": {"Fisher rule mean p-value": 0.655622, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.169231},
     "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963583},
 }
