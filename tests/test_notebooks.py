@@ -122,16 +122,31 @@ def pinned_08():
 
 # Pinned on the locked environment of constraints/cpu.txt at the CI machine's default thread count (2 cores): torch's
 # float reductions, hence the values, change with OMP_NUM_THREADS (07 at 1 thread: another Fisher mean p-value)
-EXPECTED = {
-    "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
-    "02": {"suspects' final loss": 0.817526, "generated training images": 288},
-    "03": {"delta0": 0.03, "shadow conf gap": 0.145833},
-    "04": {"strategy 1+2 mean conf": 0.180556},
-    "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
-    "06": {"dataset watermark bit accuracy": 0.549805, "Baseline 1 score": -0.00326},
-    "07": {"Fisher rule mean p-value": 0.655622, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.169231},
-    "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963583},
-}
+# One set per machine kind CI has run on: torch picks its float kernels by the CPU (an AVX-512 Xeon gives other
+# reductions than the machine the first set was taken on, with the same locked packages), so a value may match either
+# machine's set, but all of a notebook's values must match the same one. The first machine's 06 values predate the
+# RMS-32 dataset mark and are not known for it: there 06 must be re-pinned.
+EXPECTED_BY_MACHINE = [
+    {
+        "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
+        "02": {"suspects' final loss": 0.817526, "generated training images": 288},
+        "03": {"delta0": 0.03, "shadow conf gap": 0.145833},
+        "04": {"strategy 1+2 mean conf": 0.180556},
+        "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
+        "07": {"Fisher rule mean p-value": 0.655622, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.169231},
+        "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963583},
+    },
+    {  # Intel Xeon with AVX-512 (torch.backends.cpu.get_cpu_capability() == "AVX512"), 2026-12-03
+        "01": {"source models' final loss": 0.825475, "generations' nearest-training distance": 0.168000},
+        "02": {"suspects' final loss": 0.817537, "generated training images": 288},
+        "03": {"delta0": 0.03, "shadow conf gap": 0.166667},
+        "04": {"strategy 1+2 mean conf": 0.208333},
+        "05": {"Table 1 mean AUC": 0.5, "best shadow CV AUC": 0.708333},
+        "06": {"dataset watermark bit accuracy": 0.549805, "Baseline 1 score": -0.008415},
+        "07": {"Fisher rule mean p-value": 0.657528, "TrainProVe-Ent mean p-value": 0.833581, "suspect accuracy": 0.164744},
+        "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963563},
+    },
+]
 PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07,
           "08": pinned_08}
 
@@ -252,8 +267,9 @@ def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_runs, 
     run_through("smoke", number, smoke_runs, monkeypatch)
     check_tables_and_figures(number)
     measured = PINNED[number]()
-    for name, expected in EXPECTED[number].items():
-        assert measured[name] == pytest.approx(expected, **PIN), f"notebook {number}: {name}"
+    pinned = [machine[number] for machine in EXPECTED_BY_MACHINE if number in machine]
+    assert any(all(measured[name] == pytest.approx(expected, **PIN) for name, expected in values.items())
+               for values in pinned), f"notebook {number}: measured {measured}, pinned {pinned}"
 
 
 @pytest.mark.parametrize("number", sorted(PINNED))
