@@ -68,7 +68,8 @@ def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path,
         marked = {c for i in range(zoo.p.watermark.licensees)
                   for c in zoo.query_captions(i, zoo.p.watermark.focus_fraction)}
         captions = [c for c in zoo.licensed_dataset().captions if c not in marked][:zoo.p.watermark.query_prompts]
-    seed = derive_seed(zoo.p.seed, "wm-pilot-paired", spec.model_id, licensee, suffix)
+    # the marked captions keep the seeds of the pilots committed before --unmarked existed
+    seed = derive_seed(zoo.p.seed, "wm-pilot-paired", spec.model_id, licensee, *([suffix] if suffix else []))
     pipe = zoo.load_fine_tuned(spec.base, zoo.licensee_location(spec))
     with_trigger = zoo.generate(pipe, [f"{trigger} {c}" for c in captions], seed=seed, images_per_prompt=k).images
     without = zoo.generate(pipe, captions, seed=seed, images_per_prompt=k).images
