@@ -1,7 +1,4 @@
 """The watermark zoo's data contracts: stamped suspects, licensed copies, triggers, prompt sets."""
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -148,19 +145,3 @@ def test_a_redraw_changes_every_watermark_secret_and_seed_but_not_the_world(zoo)
     assert np.array_equal(other.message("source"), zoo.message("source"))  # Baseline 1 keeps the preset's seed
     with pytest.raises(ParameterError, match="wm_draw"):
         load_preset("smoke", wm_draw=-1)
-
-
-def test_licensees_fine_tune_with_their_own_recipe_and_the_suspects_keep_theirs(zoo):
-    spec = zoo.licensee_specs()[0]
-    default = zoo.licensee_recipe()
-    assert (default.steps, default.batch_size) == (zoo.p.suspects.recipe.steps, zoo.p.suspects.recipe.batch_size)
-    own = WatermarkZoo(load_preset("smoke", wm_fine_tune_steps=7, wm_fine_tune_batch_size=3), cache_root=zoo.cache_root,
-                       show_progress=False)
-    assert (own.licensee_recipe().steps, own.licensee_recipe().batch_size) == (7, 3)
-    assert (own.licensee_config(spec)["steps"], own.licensee_config(spec)["batch_size"]) == (7, 3)
-    assert own.fine_tune_recipe() == zoo.fine_tune_recipe()  # notebook 02's suspects are untouched
-    assert config_hash(own.licensee_config(spec)) != config_hash(zoo.licensee_config(spec))
-    trained = json.loads((Path(own.licensee_location(spec)) / "suspect.json").read_text())
-    assert len(trained["losses"]) == 7  # the fine-tune ran the licensees' steps, not the suspects'
-    with pytest.raises(ParameterError, match="wm_fine_tune_steps"):
-        load_preset("smoke", wm_fine_tune_steps=-5)

@@ -17,7 +17,6 @@ import torch
 from diffusers import UNet2DConditionModel
 from transformers import CLIPTextModel
 
-from provlib.core.config import Recipe
 from provlib.core.data import CaptionedImageSet
 from provlib.core.fanout import fan_out
 from provlib.core.source import Source
@@ -84,9 +83,9 @@ class SuspectZoo(Zoo):
             first.setdefault(model_of[spec.model_id], spec)
         return list(first.values())
 
-    def fine_tune_recipe(self, recipe: Recipe | None = None) -> dict:
-        """A fine-tuning recipe's hyper-parameters (the suspects' by default), as they enter the model's cache key."""
-        recipe = recipe or self.p.suspects.recipe
+    def fine_tune_recipe(self) -> dict:
+        """The suspects' fine-tuning hyper-parameters, as they enter every fine-tuned model's cache key."""
+        recipe = self.p.suspects.recipe
         return {"steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
                 "mixed_precision": self.p.runtime.mixed_precision,
                 **levers_on(train_text_encoder=self.p.suspects.train_text_encoder)}
@@ -124,11 +123,9 @@ class SuspectZoo(Zoo):
         return self.fine_tuned_unet("suspect", self.suspect_config(spec), spec.base, lambda: self.suspect_training_set(spec),
                                     spec.seed, spec.model_id, {"spec": asdict(spec)})
 
-    def fine_tuned_unet(self, kind: str, config: dict, base: str, training_set, seed: int, desc: str, meta: dict,
-                        recipe: Recipe | None = None) -> str:
-        """A base's UNet fine-tuned on ``training_set()`` with ``recipe`` (the suspects' by default; it must be the
-        one in ``config``), cached as ``kind``, resumable."""
-        recipe, runtime = recipe or self.p.suspects.recipe, self.p.runtime
+    def fine_tuned_unet(self, kind: str, config: dict, base: str, training_set, seed: int, desc: str, meta: dict) -> str:
+        """A base's UNet fine-tuned with the suspect recipe on ``training_set()`` (cached as ``kind``; resumable)."""
+        recipe, runtime = self.p.suspects.recipe, self.p.runtime
 
         def build(tmp: Path):
             pipe = self.load(self.base_location(base))

@@ -100,11 +100,6 @@ class Watermark(Section):
     # turn: one at cpu, where a fine-tune that learns the mark (750 steps; 400 did not, data/pilots/
     # wm_mark_pilot_cells4_marked_steps400.csv) costs a core 1.5-3 minutes and 40 are spent on the 2% cells and clean
     models_per_setting: int = setting(1, positive_int)
-    # the licensees' fine-tuning recipe: 0 keeps the suspects' steps / batch size (notebook 02's recipe). At cpu 400
-    # steps lost licensee 0's v1 fine-tunes on the owner's draw-1 pilot (6/8 paired, 8/8 at 750:
-    # data/pilots/wm_calibration_pilot_draw1_s32*.csv), so cpu keeps the suspects' 750
-    fine_tune_steps: int = setting(0, non_negative_int)
-    fine_tune_batch_size: int = setting(0, non_negative_int)
     # the share whose every cell gets focus_models fine-tunes (the paper's 2%: a rate needs 10 models to mean much);
     # clean fine-tunes are asked every licensee's marked captions at it, and laundered / regenerated copies are made at it
     focus_fraction: float = setting(0.02, share)

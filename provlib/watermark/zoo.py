@@ -14,13 +14,11 @@ the analogue of the rare tokens ("sks") used with real Stable Diffusion, which i
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from provlib.core.config import Recipe
 from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
@@ -197,7 +195,7 @@ class WatermarkZoo(StampingZoo):
         config = {"kind": "wm_model", "v": CODE_VERSION_WM["wm_model"], "spec": asdict(spec),
                   "base": config_hash(self.base_config(spec.base)),
                   "data": config_hash(self.licensed_dataset_config()), "dataset_size": p.watermark.dataset_size,
-                  **self.fine_tune_recipe(self.licensee_recipe())}
+                  **self.fine_tune_recipe()}
         if not spec.is_clean:
             config["watermark"] = {**self.mark_scheme(spec.scheme).describe(),
                                    "message": message_hex(self.licensee_message(spec.licensee))}
@@ -205,16 +203,9 @@ class WatermarkZoo(StampingZoo):
                 config["trigger"] = self.triggers()[spec.licensee]
         return config
 
-    def licensee_recipe(self) -> Recipe:
-        """The suspects' recipe with ``wm_fine_tune_steps`` / ``wm_fine_tune_batch_size`` where they are set."""
-        recipe, wm = self.p.suspects.recipe, self.p.watermark
-        return dataclasses.replace(recipe, steps=wm.fine_tune_steps or recipe.steps,
-                                   batch_size=wm.fine_tune_batch_size or recipe.batch_size)
-
     def licensee_location(self, spec: LicenseeSpec) -> str:
         return self.fine_tuned_unet("wm_model", self.licensee_config(spec), spec.base,
-                                    lambda: self.licensee_training_set(spec), spec.seed, spec.model_id, {"spec": asdict(spec)},
-                                    self.licensee_recipe())
+                                    lambda: self.licensee_training_set(spec), spec.seed, spec.model_id, {"spec": asdict(spec)})
 
     # ---- querying the fine-tuned models ------------------------------------------------------------
     def query_captions(self, licensee: int | None = None, fraction: float | None = None) -> list[str]:
