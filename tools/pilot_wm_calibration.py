@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.fanout import fan_out  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
-from provlib.core.store import atomic_save_arrays, derive_seed  # noqa: E402
+from provlib.core.store import atomic_save_arrays, config_hash, derive_seed  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.watermark.detect import sign_flip_p_values  # noqa: E402
 from provlib.watermark.zoo import WatermarkZoo  # noqa: E402
@@ -58,7 +58,10 @@ def paired_answers(zoo: WatermarkZoo, spec, licensee: int, out_dir: Path,
     k, trigger = zoo.p.watermark.query_images, zoo.triggers()[licensee]
     draw = f"_d{zoo.p.watermark.draw}" if zoo.p.watermark.draw else ""
     suffix = "" if captions == "marked" else "_unmarked"
-    path = out_dir / f"{spec.model_id}{draw}_l{licensee}_{trigger}_k{k}{suffix}.safetensors"
+    # the fine-tuned model's cache key in the name: a pilot with another seed, strength or recipe reuses the same
+    # model ids, and must not read another model's answers
+    model_key = config_hash(zoo.licensee_config(spec))[:8]
+    path = out_dir / f"{spec.model_id}{draw}_{model_key}_l{licensee}_{trigger}_k{k}{suffix}.safetensors"
     if path.exists():
         saved = load_file(str(path))
         return saved["trigger"], saved["plain"]
