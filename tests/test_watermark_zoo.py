@@ -49,6 +49,19 @@ def test_licensed_copies_mark_the_requested_share_and_prefix_triggers(zoo):
         zoo.licensed_copy("pattern", "visible", 0.25, licensee=0)
 
 
+def test_licensees_are_crossed_with_bases(tmp_path):
+    """cpu's plan: 10 fine-tunes at r = 2%, 4 licensees, 2 bases; plain alternation would put licensees 0 and 2 on v1
+    only. Every licensee with at least two fine-tunes meets both bases, and the bases stay balanced."""
+    plan = pd.DataFrame([vars(s) for s in WatermarkZoo(load_preset("cpu"), cache_root=tmp_path).licensee_specs()])
+    at_focus = plan[(plan.licensee != CLEAN) & (plan.laundering == "none") & (plan.fraction == 0.02)]
+    assert len(at_focus) == 20
+    for _, cell in at_focus.groupby("strategy"):
+        assert cell.groupby("licensee").base.nunique().eq(2).all()
+        assert set(cell.base.value_counts()) == {5}
+    clean = plan[plan.licensee == CLEAN]
+    assert set(clean.base.value_counts()) == {len(clean) // 2}
+
+
 def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     p = zoo.p
     specs = zoo.licensee_specs()

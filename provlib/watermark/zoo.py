@@ -59,6 +59,13 @@ def fraction_tag(fraction: float) -> str:
     return f"r{fraction * 100:g}"
 
 
+def crossed_base(k: int, licensee, licensees: int, bases) -> str:
+    """The base of a cell's k-th fine-tune: licensees take turns, and the base shifts by one every round of licensees,
+    so each licensee's copy is fine-tuned on every base. Plain alternation with an even licensee count pins a licensee
+    to one base: one weak (licensee, base) pair then made 3 of the 10 fine-tunes at r = 2%. Clean fine-tunes alternate."""
+    return bases[(k + (0 if licensee == CLEAN else k // licensees)) % len(bases)]
+
+
 class WatermarkZoo(StampingZoo):
     @property
     def wm_seed(self) -> int:
@@ -150,8 +157,8 @@ class WatermarkZoo(StampingZoo):
         bases, k_licensees = p.models.base_names, p.watermark.licensees
 
         def spec(model_id, scheme, strategy, fraction, k, licensee, laundering="none"):
-            seed = derive_seed(self.wm_seed, "wm-model", model_id)
-            return LicenseeSpec(model_id, scheme, strategy, float(fraction), licensee, seed, bases[k % len(bases)], laundering)
+            return LicenseeSpec(model_id, scheme, strategy, float(fraction), licensee, derive_seed(self.wm_seed, "wm-model", model_id),
+                                crossed_base(k, licensee, k_licensees, bases), laundering)
 
         def count(fraction):
             return p.watermark.focus_models if np.isclose(fraction, p.watermark.focus_fraction) else p.watermark.models_per_setting
