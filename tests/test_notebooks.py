@@ -125,7 +125,7 @@ def pinned_08():
 # One set per machine kind CI has run on: torch picks its float kernels by the CPU (an AVX-512 Xeon gives other
 # reductions than the machine the first set was taken on, with the same locked packages), so a value may match either
 # machine's set, but all of a notebook's values must match the same one. The first machine's 06 values predate the
-# RMS-32 dataset mark and are not known for it: there 06 must be re-pinned.
+# RMS-40 dataset mark (RMS 32 before it) and are not known for it: there 06 must be re-pinned.
 EXPECTED_BY_MACHINE = [
     {
         "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
