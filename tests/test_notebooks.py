@@ -142,7 +142,7 @@ EXPECTED_BY_MACHINE = [
         "03": {"delta0": 0.03, "shadow conf gap": 0.166667},
         "04": {"strategy 1+2 mean conf": 0.208333},
         "05": {"Table 1 mean AUC": 0.5, "best shadow CV AUC": 0.708333},
-        "06": {"dataset watermark bit accuracy": 0.549805, "Baseline 1 score": -0.008415},
+        "06": {"dataset watermark bit accuracy": 0.550781, "Baseline 1 score": -0.008415},
         "07": {"Fisher rule mean p-value": 0.657528, "TrainProVe-Ent mean p-value": 0.833581, "suspect accuracy": 0.164744},
         "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963563},
     },
