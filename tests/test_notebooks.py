@@ -126,6 +126,8 @@ def pinned_08():
 # reductions than the machine the first set was taken on, with the same locked packages), so a value may match either
 # machine's set, but all of a notebook's values must match the same one. The first machine's 06 values predate the
 # RMS-40 dataset mark (RMS 32 before it) and are not known for it: there 06 must be re-pinned.
+# Take a pin from the whole suite (make test), not from one test run alone: the session shares its smoke artifacts
+# across tests, and 06's smoke test run alone measured 0.553711 / 0.000224 where the suite measures the pin below.
 EXPECTED_BY_MACHINE = [
     {
         "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
