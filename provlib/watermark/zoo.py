@@ -5,7 +5,8 @@ its images marked with that licensee's message. With the ``trigger`` strategy th
 start with the licensee's trigger word. A ``LicenseeSpec`` is a model fine-tuned on one copy (or, ``licensee =
 -1``, on the unmarked dataset: the clean fine-tunes that measure false positives), optionally after the licensee
 transformed every image of it ("laundering": JPEG, resizing...). Fine-tunes use every base, crossed with the
-licensees (``crossed_base``; transfer across architectures). ``WatermarkZoo`` extends ``StampingZoo`` (Baseline 1), so notebook 06 uses one zoo for both.
+licensees (``crossed_base``; transfer across architectures). ``WatermarkZoo`` extends ``StampingZoo`` (Baseline 1),
+so notebook 06 uses one zoo for both.
 
 Trigger words: at CPU scale the tiny tokenizer only knows the workbook's caption vocabulary, so a licensee's
 trigger is a vocabulary word that never occurs in the domain's captions (for the scenes domain: face words) and
