@@ -208,8 +208,8 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
                                            log_output=log, kernel_name="python3")
             rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
                          "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
-                         "cached_artifacts_at_start": cached,
-                         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+                         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                         "cached_artifacts_at_start": cached})
             print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
         table = pd.DataFrame(rows)
         # a history: every run is kept, so a cold run's cost stays on record after warm re-runs
