@@ -79,6 +79,11 @@ def choice(*options):
     return lambda value: None if isinstance(value, str) and value in options else f"one of {options}"
 
 
+def downsampling_factor(value):
+    """A tiny autoencoder's downsampling (``models.build_tiny_vae``)."""
+    return None if value in (4, 8) and not isinstance(value, bool) else "4 or 8"
+
+
 def boolean(value):
     return None if isinstance(value, bool) else "True or False"
 
@@ -231,7 +236,7 @@ class Models(Section):
     base_checkpoints: dict = setting({}, mapping)         # base -> local pipeline dir or hub id (paper scale)
     allow_download: bool = setting(False, boolean)        # hub ids are only fetched when this is True
     vae_steps: int = setting(1500, positive_int)
-    vae_downsampling: int = setting(4, lambda v: None if v in (4, 8) and not isinstance(v, bool) else "4 or 8")
+    vae_downsampling: int = setting(4, downsampling_factor)
     # the autoencoder's latent channels and first-block width: its reconstruction error is the floor under a source's
     # distance to its own training images (tools/pilot_autoencoder.py)
     vae_latent_channels: int = setting(8, positive_int)

@@ -151,6 +151,7 @@ class GeneratorZoo:
         spec = self.spec(generator)
         draw = REAL if spec.vae == "shared" else generator
         return {"kind": "tp_vae", "v": CODE_VERSION["tp_vae"], "latent_channels": spec.latent_channels,
+                "downsampling": self.p.trainprove.vae_downsampling,
                 "steps": self.p.trainprove.vae_steps, "seed": derive_seed(self.p.seed, "tp-vae", draw),
                 # the autoencoder sees the images only: their captions stay out of its key
                 "data": config_hash({k: v for k, v in self.draw_config(draw, self.train_images_per_class(),
@@ -163,7 +164,8 @@ class GeneratorZoo:
 
         def build(tmp: Path):
             images = self.object_draw(draw, self.train_images_per_class(), "generator-training")[0].images
-            vae = models.build_tiny_vae(self.p.world.resolution, seed=config["seed"], latent_channels=config["latent_channels"])
+            vae = models.build_tiny_vae(self.p.world.resolution, seed=config["seed"], latent_channels=config["latent_channels"],
+                                        downsampling=config["downsampling"])
             train_vae(vae, images, steps=self.p.trainprove.vae_steps, batch_size=32, lr=2e-3, seed=config["seed"],
                       show_progress=self.show_progress)
             vae.save_pretrained(tmp, safe_serialization=True)
