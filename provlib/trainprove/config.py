@@ -53,7 +53,7 @@ class TrainProVe(Section):
     vae_steps: int = setting(1500, positive_int)
     # CPU scale: how many times the analogues' autoencoder downsamples (4: an 8x8 latent at 32 px; 8: 4x4, half the
     # denoiser's work per step). 8 was tried for the 15-minute goal: after 1500 steps its reconstructions keep too little
-    # of the shapes (a classifier on them: 0.30 against 0.97 on the rendered images; 4x: 0.78), so 4 stays
+    # of the shapes (sd14 draw, a classifier on them: 0.30 against 0.97 rendered; 4x: 0.78), so 4 stays
     # (data/pilots/tp_fidelity_pilot_vae8.log)
     vae_downsampling: int = setting(4, downsampling_factor)
     # CPU scale: denoiser training steps, batch size and learning rate of each analogue, and the object sizes its world
