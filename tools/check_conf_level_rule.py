@@ -1,0 +1,80 @@
+"""Diagnostic for issue 17: the conf level's order statistic, today's empirical one against a split-conformal one.
+
+    PROVLIB_CACHE_DIR=... PROVLIB_RESULTS_DIR=data/results/reruns/world_seed2 \
+        python tools/check_conf_level_rule.py --set seed=2 [--name conf_level_rule_seed2]
+
+Notebook 03 sets the conf level so that at most ``conf_false_positive_rate`` (α) of its shadow innocents lie above it:
+with n innocents it allows floor(α n) of them (24 shadows, α = 0.05: one), so a new innocent model exceeds it with
+probability (floor(α n) + 1) / (n + 1), about 8%, not α. The split-conformal level (the ceil((n + 1)(1 - α))-th
+smallest shadow conf, the largest when that exceeds n) bounds that probability by α for an exchangeable innocent.
+Both rules run ``provlib.attribution.calibration``'s δ0 choice (``low_rho_tpr``: the same rule picks δ0 and the
+level) on the shadows of a cached world, then score its test suspects; nothing is trained. One row per rule.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import provlib.attribution.calibration as calibration  # noqa: E402
+from provlib.attribution.instance import select_conf_threshold  # noqa: E402
+from provlib.attribution.queries import AttributionZoo  # noqa: E402
+from provlib.cli import parse_assignment  # noqa: E402
+from provlib.core.results import read_table, write_pilot_table  # noqa: E402
+from provlib.presets import load_preset  # noqa: E402
+
+
+def conformal_conf_threshold(innocent_confs, false_positive_rate: float = 0.1) -> float:
+    """The ceil((n + 1)(1 - α))-th smallest innocent conf (the largest when n is too small for α)."""
+    confs = np.sort(np.asarray(list(innocent_confs), dtype=float))
+    rank = int(np.ceil((confs.size + 1) * (1 - false_positive_rate) - 1e-9))
+    return float(confs[min(rank, confs.size) - 1])
+
+
+RULES = {"empirical": select_conf_threshold, "conformal": conformal_conf_threshold}
+
+
+def compare(zoo: AttributionZoo, chosen) -> pd.DataFrame:
+    specs = zoo.suspect_specs()
+    space = zoo.feature_space(chosen.feature_space)
+    keys = {source: {chosen.strategy: calibration.key_sets(zoo, source, space, strategies=(chosen.strategy,))[chosen.strategy]}
+            for source in zoo.p.source_names}
+    distances = calibration.key_distances(zoo, specs, keys, space)
+    shadow = distances[(distances.split == "shadow") & distances.rho.isin([0.0, chosen.shadow_rho])]
+    rows = []
+    for name, rule in RULES.items():
+        calibration.select_conf_threshold = rule  # the δ0 search and the level both read it
+        try:
+            picked = calibration._calibrate_on(shadow, chosen.shadow_rho, chosen.rule, 0.05,
+                                               float(chosen.conf_false_positive_rate), space.name, chosen.strategy)
+        finally:
+            calibration.select_conf_threshold = select_conf_threshold
+        confs = calibration.model_confs(distances[distances.split == "test"], picked["delta0"])
+        confs["called"] = confs.conf > picked["conf_threshold"]
+        for rho, group in confs.groupby("rho"):
+            rows.append({"rule": name, "delta0": picked["delta0"], "conf_level": picked["conf_threshold"], "rho": rho,
+                         "test_models": len(group), "called_infringing": int(group.called.sum()),
+                         "mean_conf": float(group.conf.mean())})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
+    parser.add_argument("--name", default="conf_level_rule")
+    parser.add_argument("--out", default="data/pilots")
+    args = parser.parse_args(argv)
+    preset = load_preset(args.preset, **dict(parse_assignment(a) for a in args.set))
+    thresholds = read_table("delta0", preset, "03_delta0_threshold")  # PROVLIB_RESULTS_DIR: a re-run's tables
+    table = compare(AttributionZoo(preset, show_progress=False), thresholds[thresholds.selected].iloc[0])
+    print(write_pilot_table(table, args.name, preset, "tools/check_conf_level_rule.py", args.out))
+    print(table.round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
