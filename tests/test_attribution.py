@@ -93,8 +93,29 @@ def test_delta0_rules_and_conf_threshold():
     assert attribution.select_conf_threshold([0.0, 0.1, 0.1, 0.2, 0.5], 0.2) == pytest.approx(0.2)
     with pytest.raises(ParameterError, match="delta0_rule"):
         attribution.select_delta0(infringing, innocent, rule="median")
+    with pytest.raises(ParameterError, match="level_rule"):
+        attribution.select_conf_threshold([0.1, 0.2], 0.05, level_rule="quantile")
     with pytest.raises(ParameterError, match="shadow models"):
         attribution.select_delta0([], innocent)
+
+
+def test_conformal_conf_level_bounds_a_new_innocents_rate():
+    shadows = np.arange(1, 25) / 100  # n = 24 shadow innocents' confs, all distinct
+    # empirical: floor(0.05 * 24) = 1 shadow may lie above, so the second largest
+    assert attribution.select_conf_threshold(shadows, 0.05) == pytest.approx(0.23)
+    # conformal: rank ceil(25 * 0.95) = 24, the largest; a new innocent exceeds it with probability <= 1/25
+    assert attribution.select_conf_threshold(shadows, 0.05, level_rule="conformal") == pytest.approx(0.24)
+    # n = 99, alpha = 0.1: rank ceil(100 * 0.9) = 90, so 9 of 99 shadows lie above (the empirical level lets 9 too)
+    many = np.arange(1, 100) / 100
+    assert attribution.select_conf_threshold(many, 0.1, level_rule="conformal") == pytest.approx(0.90)
+    # the guarantee, checked by simulation: exchangeable innocents exceed the conformal level at most alpha of the time
+    rng = np.random.default_rng(0)
+    draws = rng.random((4000, 25))
+    exceed = [new > attribution.select_conf_threshold(old, 0.05, level_rule="conformal")
+              for *old, new in draws]
+    exceed_empirical = [new > attribution.select_conf_threshold(old, 0.05) for *old, new in draws]
+    assert np.mean(exceed) <= 0.05 + 0.01
+    assert np.mean(exceed_empirical) > 0.06  # (floor(alpha n) + 1) / (n + 1) = 0.08
 
 
 def make_probe(n_prompts=6, seeds=3):

@@ -355,6 +355,36 @@ def test_paired_watermark_key_file_asks_the_reference_prompts_too(tmp_path):
         save_watermark_keys(tmp_path / "k2", scheme, 32, messages, prompts, settings, reference_sets=references[:1])
 
 
+def test_image_only_watermark_key_file_pairs_the_suspect_with_its_public_base(tmp_path):
+    from provlib.verify.api import queries_needed
+    from provlib.verify.watermark import save_watermark_keys, verify_watermark
+    from provlib.watermark.schemes import PatternScheme, random_message
+
+    scheme = PatternScheme(32, key=3, strength=6.0)
+    messages = np.stack([random_message(32, seed=s) for s in range(2)])
+    prompts = [[f"caption {i}-{j}" for j in range(4)] for i in range(2)]
+    settings = {"strategy": "image", "fraction": 0.02, "triggers": ["t0", "t1"], "alpha": 0.01, "statistic": "soft",
+                "images_per_prompt": 2, "query_seed": 5, "sampler": Sampler(2, 1.0, 32).as_dict(), "reference": "base"}
+    keys = save_watermark_keys(tmp_path / "keys", scheme, 32, messages, prompts, settings)
+
+    bias = 10.0 * ((2.0 * messages[0] - 1) @ scheme.patterns(32, 32)).reshape(32, 32, 3)
+
+    def drawn(prompt, seeds):  # what the public base draws: a faint content bias along licensee 0's message
+        images = np.stack([np.random.default_rng([len(prompt), int(s)]).integers(0, 256, (32, 32, 3)) for s in seeds])
+        return np.clip(images + bias, 0, 255).astype(np.uint8)
+
+    base = CallableSuspect(lambda prompt, seeds: list(drawn(prompt, seeds)))
+    clean = CallableSuspect(lambda prompt, seeds: list(drawn(prompt, seeds)))  # a fine-tune that learned no mark
+    with pytest.raises(ParameterError, match="base"):
+        verify_watermark(keys, clean, show_progress=False)
+    record, _ = verify_watermark(keys, clean, base_model=base, show_progress=False)
+    assert record["calibration"] == "base-paired" and record["named_licensee"] == "none"
+    assert record["queries_spent"] == queries_needed(keys.manifest) == 2 * 4 * 2  # the base is the owner's, not asked of the suspect
+    assert base.queries_spent == 2 * 4 * 2
+    marked_by_1 = CallableSuspect(lambda prompt, seeds: list(scheme.encode(drawn(prompt, seeds), messages[1])))
+    assert verify_watermark(keys, marked_by_1, base_model=base, show_progress=False)[0]["named_licensee"] == "1"
+
+
 def test_a_classifier_folder_naming_other_classes_is_refused(tmp_path):
     from provlib.trainprove.classifier import ARCHITECTURES, save_classifier
     from provlib.trainprove.study import GrubbsSetup

@@ -145,7 +145,23 @@ def test_triggers_are_the_unused_words_the_bases_draw_least_and_the_paired_test_
     assert reference in zoo.prompt_sets(next(s for s in zoo.licensee_specs() if s.strategy == "trigger" and s.licensee == 1))
     assert all(zoo.reference_prompt_set(ps) in zoo.prompt_sets(trigger_model) for ps in zoo.prompt_sets(trigger_model)
                if ps.startswith("trigger"))
-    assert zoo.reference_prompt_set(zoo.licensee_prompt_set("image", 1, r)) is None  # image-only: dataset calibration
+    assert zoo.reference_prompt_set(zoo.licensee_prompt_set("image", 1, r)) is None  # image-only: the base, below
+
+
+def test_the_image_only_test_is_paired_on_the_models_base_asked_the_same_captions_and_seeds(zoo):
+    r = zoo.p.watermark.focus_fraction
+    clean = next(s for s in zoo.licensee_specs() if s.is_clean)
+    marked_set = zoo.licensee_prompt_set("image", 0, r)
+    reference = zoo.reference_answers(clean, marked_set)
+    base = zoo.load(zoo.base_location(clean.base))
+    again = zoo.generate(base, zoo.prompts(marked_set), seed=zoo.answers_key(clean, marked_set)["seed"],
+                         images_per_prompt=zoo.p.watermark.query_images).images
+    assert np.array_equal(reference, again)  # the base, the same captions, the model's own query seeds
+    assert reference.shape == zoo.licensee_answers(clean, marked_set).shape
+    assert zoo.base_answers_key(clean, marked_set)["base"] != zoo.answers_key(clean, marked_set)["model"]
+    trigger_set = zoo.licensee_prompt_set("trigger", 0, r)  # the trigger test keeps the same model without its trigger
+    assert np.array_equal(zoo.reference_answers(clean, trigger_set), zoo.licensee_answers(clean, marked_set))
+    assert zoo.reference_answers(clean, PLAIN) is None
 
 
 def test_a_redraw_changes_every_watermark_secret_and_seed_but_not_the_world(zoo):

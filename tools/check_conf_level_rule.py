@@ -7,7 +7,8 @@ Notebook 03 sets the conf level so that at most ``conf_false_positive_rate`` (α
 with n innocents it allows floor(α n) of them (24 shadows, α = 0.05: one), so a new innocent model exceeds it with
 probability (floor(α n) + 1) / (n + 1), about 8%, not α. The split-conformal level (the ceil((n + 1)(1 - α))-th
 smallest shadow conf, the largest when that exceeds n) bounds that probability by α for an exchangeable innocent.
-Both rules run ``provlib.attribution.calibration``'s δ0 choice (``low_rho_tpr``: the same rule picks δ0 and the
+Both rules (``select_conf_threshold``'s ``level_rule``; notebook 03 takes the conformal one since stop 40) run
+``provlib.attribution.calibration``'s δ0 choice (``low_rho_tpr``: the same rule picks δ0 and the
 level) on the shadows of a cached world, then score its test suspects; nothing is trained. One row per rule.
 """
 from __future__ import annotations
@@ -16,26 +17,18 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import provlib.attribution.calibration as calibration  # noqa: E402
-from provlib.attribution.instance import select_conf_threshold  # noqa: E402
+from provlib.attribution.instance import CONF_LEVEL_RULES  # noqa: E402
 from provlib.attribution.queries import AttributionZoo  # noqa: E402
 from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import read_table, write_pilot_table  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
-def conformal_conf_threshold(innocent_confs, false_positive_rate: float = 0.1) -> float:
-    """The ceil((n + 1)(1 - α))-th smallest innocent conf (the largest when n is too small for α)."""
-    confs = np.sort(np.asarray(list(innocent_confs), dtype=float))
-    rank = int(np.ceil((confs.size + 1) * (1 - false_positive_rate) - 1e-9))
-    return float(confs[min(rank, confs.size) - 1])
-
-
-RULES = {"empirical": select_conf_threshold, "conformal": conformal_conf_threshold}
+RULES = CONF_LEVEL_RULES  # "empirical" and "conformal"
 
 
 def compare(zoo: AttributionZoo, chosen) -> pd.DataFrame:
@@ -46,13 +39,9 @@ def compare(zoo: AttributionZoo, chosen) -> pd.DataFrame:
     distances = calibration.key_distances(zoo, specs, keys, space)
     shadow = distances[(distances.split == "shadow") & distances.rho.isin([0.0, chosen.shadow_rho])]
     rows = []
-    for name, rule in RULES.items():
-        calibration.select_conf_threshold = rule  # the δ0 search and the level both read it
-        try:
-            picked = calibration._calibrate_on(shadow, chosen.shadow_rho, chosen.rule, 0.05,
-                                               float(chosen.conf_false_positive_rate), space.name, chosen.strategy)
-        finally:
-            calibration.select_conf_threshold = select_conf_threshold
+    for name in RULES:
+        picked = calibration._calibrate_on(shadow, chosen.shadow_rho, chosen.rule, 0.05,
+                                           float(chosen.conf_false_positive_rate), space.name, chosen.strategy, name)
         confs = calibration.model_confs(distances[distances.split == "test"], picked["delta0"])
         confs["called"] = confs.conf > picked["conf_threshold"]
         for rho, group in confs.groupby("rho"):

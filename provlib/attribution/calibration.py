@@ -61,22 +61,25 @@ def model_confs(distances: pd.DataFrame, delta0: float, n_keys: int | None = Non
 
 
 def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", rule: str = "max_gap",
-              innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1, queries: int | None = None) -> dict:
+              innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1, queries: int | None = None,
+              level_rule: str = "empirical") -> dict:
     """δ0 and the conf decision level for one feature space, from shadow models only.
 
     ``max_gap`` and ``innocent_rate`` compare pooled per-key distances of the shadow models at the largest ρ
     (infringing) with the shadow innocent models (ρ = 0), as the paper picks δ0 from one ρ = 1 and one innocent
     model; ``low_rho_tpr`` picks the δ0 that calls the most shadows at the smallest ρ infringing
     (``select_delta0_for_decision``). The conf level then lets at most ``false_positive_rate`` of shadow innocent
-    models through; ``shadow_rho`` names the infringing shadows δ0 was chosen on. ``queries`` limits every key to
-    the suspect's first answers (the query budget), as ``key_distances``.
+    models through (``level_rule``: ``select_conf_threshold``'s empirical or split-conformal order statistic);
+    ``shadow_rho`` names the infringing shadows δ0 was chosen on. ``queries`` limits every key to the suspect's first
+    answers (the query budget), as ``key_distances``.
     """
     shadow = _shadow_models(specs)
     shadow_rho = _shadow_rho([s.rho for s in shadow], rule)
     chosen = [s for s in shadow if s.rho in (0.0, shadow_rho)]
     distances = key_distances(zoo, chosen, {src: {strategy: ks[strategy]} for src, ks in keys_by_source.items()},
                               space, desc=f"shadow distances ({space.name})", queries=queries)
-    return _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
+    return _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy,
+                         level_rule)
 
 
 def _shadow_models(specs) -> list:
@@ -94,22 +97,23 @@ def _shadow_rho(shadow_rhos, rule: str) -> float:
 
 
 def _calibrate_on(distances: pd.DataFrame, shadow_rho: float, rule: str, innocent_key_rate: float,
-                  false_positive_rate: float, space_name: str, strategy: str) -> dict:
+                  false_positive_rate: float, space_name: str, strategy: str, level_rule: str = "empirical") -> dict:
     """``calibrate``'s choice from the shadow models' key distances (innocent and ρ = ``shadow_rho`` rows only)."""
     if rule == "low_rho_tpr":
         # the decision that matters: δ0 that calls the most smallest-ρ shadows infringing at the conf level that lets at
         # most false_positive_rate of innocent shadows through (the largest-ρ shadows copy so closely that a δ0 fitted
         # to them is too tight for ρ = 0.3)
-        delta0 = select_delta0_for_decision(distances, shadow_rho, false_positive_rate)
+        delta0 = select_delta0_for_decision(distances, shadow_rho, false_positive_rate, level_rule=level_rule)
     else:
         infringing = distances[distances.rho == shadow_rho].distance
         innocent = distances[distances.rho == 0.0].distance
         delta0 = select_delta0(infringing, innocent, rule=rule, innocent_key_rate=innocent_key_rate)
     confs = model_confs(distances, delta0)
     innocent_confs = confs[confs.rho == 0.0].conf
-    conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate)
+    conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate, level_rule)
     infringing_confs = confs[confs.rho == shadow_rho].conf
     return {"feature_space": space_name, "delta0": delta0, "conf_threshold": conf_threshold, "rule": rule,
+            "conf_level_rule": level_rule,
             "strategy": strategy, "shadow_rho": shadow_rho, "n_shadow_infringing": int(confs[confs.rho == shadow_rho].model_id.nunique()),
             "n_shadow_innocent": int(innocent_confs.size),
             "shadow_conf_infringing": float(infringing_confs.mean()), "shadow_conf_innocent": float(innocent_confs.mean()),
@@ -117,7 +121,8 @@ def _calibrate_on(distances: pd.DataFrame, shadow_rho: float, rule: str, innocen
             "shadow_models": sorted(confs.model_id.unique())}
 
 
-def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positive_rate: float, grid=None) -> float:
+def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positive_rate: float, grid=None,
+                               level_rule: str = "empirical") -> float:
     """δ0 maximizing the share of ρ = ``rho`` models whose conf exceeds the innocent models' conf level (the level
     ``select_conf_threshold`` sets at ``false_positive_rate``); ties go to the larger conf gap, then the smaller δ0."""
     grid = np.round(np.arange(0.01, 0.6, 0.005), 4) if grid is None else np.asarray(grid)
@@ -130,7 +135,7 @@ def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positi
     for delta0 in grid:
         innocent_confs = np.array([(d < delta0).mean() for d in innocent])
         infringing_confs = np.array([(d < delta0).mean() for d in infringing])
-        level = select_conf_threshold(innocent_confs, false_positive_rate)
+        level = select_conf_threshold(innocent_confs, false_positive_rate, level_rule)
         key = ((infringing_confs > level).mean(), infringing_confs.mean() - innocent_confs.mean())
         if key > best_key:
             best, best_key = float(delta0), key
@@ -138,7 +143,8 @@ def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positi
 
 
 def conf_by_queries(zoo, specs, keys_by_source, space, *, rule: str, false_positive_rate: float,
-                    strategy: str = "strategy12", innocent_key_rate: float = 0.05) -> pd.DataFrame:
+                    strategy: str = "strategy12", innocent_key_rate: float = 0.05,
+                    level_rule: str = "empirical") -> pd.DataFrame:
     """The query-budget ablation: for k = 1 .. the answers per key the suspects gave, δ0 and the conf level
     re-chosen on the shadows from each key's first k answers (the same rule as the headline), then every model's
     conf and decision. One row per (k, split, ρ)."""
@@ -150,7 +156,8 @@ def conf_by_queries(zoo, specs, keys_by_source, space, *, rule: str, false_posit
         distances = key_distances(zoo, specs, keys, space, desc=f"key distances, k={k}", queries=k)
         # the choice reads the shadow rows only, as calibrate does
         shadow = distances[(distances.split == "shadow") & distances.rho.isin([0.0, shadow_rho])]
-        chosen = _calibrate_on(shadow, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
+        chosen = _calibrate_on(shadow, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy,
+                               level_rule)
         confs = model_confs(distances, chosen["delta0"]).assign(called_infringing=lambda c: c.conf > chosen["conf_threshold"])
         table = (confs.groupby(["split", "rho"], as_index=False)
                  .agg(mean_conf=("conf", "mean"), called_infringing=("called_infringing", "mean"), n_models=("conf", "size")))
@@ -186,7 +193,8 @@ def innocents_by_lineage(zoo, confs: pd.DataFrame, conf_threshold: float) -> pd.
 
 
 def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", rule: str = "max_gap",
-                            innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1) -> pd.DataFrame:
+                            innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1,
+                            level_rule: str = "empirical") -> pd.DataFrame:
     """Key selection with the suspect base as the only reference against every public base, judged on shadow models
     only: for each choice, δ0 and the conf level calibrated as ``calibrate`` does, then the shadows' mean conf and
     the share called infringing, for the infringing shadows δ0 is chosen on and for innocents of each lineage."""
@@ -199,7 +207,8 @@ def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", rul
                 for source in zoo.p.source_names}
         # one pass over the shadows' answers serves both the calibration and the conf table
         distances = key_distances(zoo, shadow, keys, space, desc=f"shadows, reference {mode}")
-        chosen = _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy)
+        chosen = _calibrate_on(distances, shadow_rho, rule, innocent_key_rate, false_positive_rate, space.name, strategy,
+                               level_rule)
         confs = model_confs(distances, chosen["delta0"])
         infringing = confs[confs.rho == shadow_rho]
         groups = [pd.DataFrame([{"innocent_base": f"infringing (rho={shadow_rho:g})", "models": len(infringing),

@@ -129,15 +129,29 @@ def select_delta0(infringing_distances: np.ndarray, innocent_distances: np.ndarr
     raise ParameterError("delta0_rule", "'max_gap' or 'innocent_rate'", rule)
 
 
-def select_conf_threshold(innocent_confs, false_positive_rate: float = 0.1) -> float:
-    """The conf level above which at most ``false_positive_rate`` of shadow innocent models lie."""
+CONF_LEVEL_RULES = ("empirical", "conformal")
+
+
+def select_conf_threshold(innocent_confs, false_positive_rate: float = 0.1, level_rule: str = "empirical") -> float:
+    """The conf level for a decision "conf > level" from shadow innocent models' confs.
+
+    ``"empirical"``: at most ``false_positive_rate`` (α) of the n shadow innocents lie above it (floor(α n) of them),
+    so a new innocent model exceeds it with probability (floor(α n) + 1) / (n + 1), above α for small n.
+    ``"conformal"``: the split-conformal level, the ceil((n + 1)(1 − α))-th smallest shadow conf (the largest when
+    that rank exceeds n), which bounds that probability by α for an innocent model exchangeable with the shadows.
+    """
     confs = np.sort(np.asarray(list(innocent_confs), dtype=float))
     if confs.size == 0:
         raise ParameterError("innocent_confs", "the confidences of at least one innocent shadow model", confs)
     if not 0.0 <= false_positive_rate < 1.0:
         raise ParameterError("false_positive_rate", "a rate in [0, 1)", false_positive_rate)
-    allowed = int(np.floor(false_positive_rate * confs.size + 1e-9))  # innocent models that may exceed the level
-    return float(confs[confs.size - 1 - allowed])
+    if level_rule == "empirical":
+        allowed = int(np.floor(false_positive_rate * confs.size + 1e-9))  # innocent models that may exceed the level
+        return float(confs[confs.size - 1 - allowed])
+    if level_rule == "conformal":
+        rank = int(np.ceil((confs.size + 1) * (1.0 - false_positive_rate) - 1e-9))
+        return float(confs[min(max(rank, 1), confs.size) - 1])
+    raise ParameterError("level_rule", f"one of {CONF_LEVEL_RULES}", level_rule)
 
 
 def distance_bins(distances: np.ndarray, edges=(0.0, 0.05, 0.1, 0.15, 0.2, 1.0)) -> dict:

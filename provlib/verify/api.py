@@ -9,7 +9,7 @@ from provlib.verify.attribution import verify_attribution
 from provlib.verify.keyfile import load_key_file
 from provlib.verify.lora import export_lora
 from provlib.verify.report import trainprove_html, watermark_html, write_files, write_report
-from provlib.verify.suspects import SUSPECT_KINDS, open_suspect
+from provlib.verify.suspects import SUSPECT_KINDS, open_public_base, open_suspect
 from provlib.verify.trainprove import CLASSIFIER_KINDS, open_classifier, verify_trainprove
 from provlib.verify.watermark import verify_watermark
 
@@ -54,8 +54,10 @@ def verify_suspect(keys: str | Path, suspect_kind: str, suspect: str, out_dir: s
                                  "asks for", query_budget)
     model = open_suspect(suspect_kind, suspect, base=base, **options)
     if key_file.question == "watermark":
-        record, answers = verify_watermark(key_file, model, seeds=licensee_seeds, reference_seeds=reference_seeds,
-                                           show_progress=show_progress)
+        # an image-only key file's test is paired on the public base (the LoRA's base, or the one given as ``base``)
+        base_model = open_public_base(base) if base and key_file.manifest.get("reference") == "base" else None
+        record, answers = verify_watermark(key_file, model, base_model=base_model, seeds=licensee_seeds,
+                                           reference_seeds=reference_seeds, show_progress=show_progress)
         paths = write_files(record, out_dir, watermark_html, {"answers": answers})
         return {**record, "report": str(paths["html"]), "record": str(paths["json"])}
     record, evidence = verify_attribution(key_file, model, seed=seed, show_progress=show_progress)

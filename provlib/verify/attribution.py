@@ -106,6 +106,7 @@ def prepare_attribution_keys(zoo, source: str, folder: str | Path, thresholds: d
         "source": keys.source, "preset": p.name, "seed": p.seed, "strategy": STRATEGY, "feature_space": space_name,
         "delta0": float(chosen["delta0"]), "conf_threshold": float(chosen["conf_threshold"]),
         "conf_false_positive_rate": float(chosen["conf_false_positive_rate"]), "threshold_rule": chosen["rule"],
+        "conf_level_rule": str(chosen.get("conf_level_rule", "empirical")),
         "prompts": list(keys.prompts), "prompt_numbers": [int(c) for c in keys.candidate_index],
         "images_per_prompt": p.attribution.query_images, "query_seed": derive_seed(p.seed, "verify-query", keys.source),
         "sampler": Sampler(p.sampling.inference_steps, p.sampling.guidance_scale, p.world.resolution,

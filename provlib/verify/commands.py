@@ -45,7 +45,8 @@ def add_commands(commands) -> None:
     verify.add_argument("--key-sha256", default=None, help="the hash published when the key file was made (checked)")
     verify.add_argument("--suspect-kind", required=True, choices=list(SUSPECT_KIND_HELP))
     verify.add_argument("--suspect", required=True, help="pipeline folder, LoRA adapter, classifier folder, or endpoint URL")
-    verify.add_argument("--base", default=None, help="with --suspect-kind lora: the base pipeline folder")
+    verify.add_argument("--base", default=None, help="with --suspect-kind lora: the base pipeline folder; with an "
+                        "image-only watermark key file: the public base the suspect was fine-tuned from (the test's reference)")
     verify.add_argument("--out", required=True, help="folder for verdict.json, report.html and the endpoint's answers")
     verify.add_argument("--query-budget", type=int, default=None, help="most images to obtain from (or send to) the suspect")
     verify.add_argument("--timeout", type=float, default=30.0, help="endpoint: seconds per request")

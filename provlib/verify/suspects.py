@@ -115,6 +115,12 @@ def load_lora_suspect(base: str | Path, adapter: str | Path, device: str = "cpu"
                            details={"base": str(base), "adapter": str(adapter), "lora_layers": loaded})
 
 
+def open_public_base(location: str, device: str = "cpu", dtype: str = "float32") -> PipelineSuspect:
+    """The public base a suspect was fine-tuned from, asked as a reference (an image-only watermark test)."""
+    pipe = load_pipeline(location, device=device, dtype=dtype, parameter="base")
+    return PipelineSuspect(pipe, "base", f"public base {location}", details={"folder": str(location)})
+
+
 def open_suspect(kind: str, location: str, *, base: str | None = None, device: str = "cpu", dtype: str = "float32",
                  **endpoint_options):
     """A suspect of ``kind`` (one of ``SUSPECT_KINDS``) at ``location``."""

@@ -5,7 +5,9 @@ at the images' size, the amplitude and the calibration offset on the owner's unm
 decode), every licensee's secret message, and the prompts the owner asks for each licensee (the captions of the
 images it marked in that licensee's copy, with its trigger for the trigger strategy). ``verify_watermark`` asks the
 suspect each licensee's prompts, runs notebook 06's exact test per licensee (``provlib.watermark.detect``) and names
-the licensee whose mark is found, "none", or (never silently one) several.
+the licensee whose mark is found, "none", or (never silently one) several. The test's reference is notebook 06's:
+for the trigger strategy the suspect's answers to the same captions without the trigger; for the image-only strategy
+the public base the suspect was fine-tuned from (``base_model``), asked the same captions with the same seeds.
 """
 from __future__ import annotations
 
@@ -68,13 +70,15 @@ def prepare_watermark_keys(zoo, folder: str | Path, strategy: str | None = None,
     names = [zoo.licensee_prompt_set(strategy, i, fraction) for i in licensees]
     prompt_sets = [zoo.prompts(name) for name in names]
     references = [zoo.reference_prompt_set(name) for name in names]
-    references = references if all(references) else None  # the paired test: trigger prompts only
+    references = references if all(references) else None  # the same-model pairing: trigger prompts only
     settings = {"preset": p.name, "seed": p.seed, "strategy": strategy, "fraction": fraction, "triggers": zoo.triggers(),
                 "alpha": wm.alpha, "statistic": wm.statistic, "images_per_prompt": wm.query_images,
                 "query_seed": derive_seed(p.seed, "verify-wm-query"),
                 "sampler": Sampler(p.sampling.inference_steps, p.sampling.guidance_scale, p.world.resolution,
                                    p.sampling.batch_size).as_dict(),
-                "prompt_set_names": names, "reference_set_names": references}
+                "prompt_set_names": names, "reference_set_names": references,
+                # the image-only test is paired on the suspect's public base (``provlib.watermark.queries``)
+                "reference": "suspect" if references else "base"}
     return save_watermark_keys(folder, zoo.owner_scheme("pattern"), p.world.resolution,
                                np.stack([zoo.licensee_message(i) for i in licensees]), prompt_sets, settings, overwrite,
                                reference_sets=[zoo.prompts(name) for name in references] if references else None)
@@ -92,10 +96,10 @@ def export_zoo_licensee(zoo, model_id: str, out_dir: str | Path) -> dict:
     return {"pipeline": str(out_dir), "spec": spec}
 
 
-def verify_watermark(key_file: KeyFile | str | Path, suspect, *, seeds: dict | None = None,
+def verify_watermark(key_file: KeyFile | str | Path, suspect, *, base_model=None, seeds: dict | None = None,
                      reference_seeds: dict | None = None, show_progress: bool = True) -> tuple[dict, np.ndarray]:
-    """Ask ``suspect`` every licensee's prompts (and, for the paired test, its reference prompts) and test each
-    licensee's message on its answers.
+    """Ask ``suspect`` every licensee's prompts (and its reference prompts, or ``base_model`` the same prompts with
+    the same seeds for an image-only key file) and test each licensee's message on its answers.
 
     ``seeds`` / ``reference_seeds`` (licensee -> seed) replace the key file's query seeds (notebook 08 passes notebook
     06's to compare). Returns the record and the answers [licensees, P, k, H, W, 3] (the trigger prompts').
@@ -105,6 +109,10 @@ def verify_watermark(key_file: KeyFile | str | Path, suspect, *, seeds: dict | N
     m, arrays = key_file.manifest, key_file.arrays
     scheme = StoredPatternScheme(arrays["patterns"], float(arrays["amplitude"][0]), arrays["offset"], m["resolution"])
     sampler, k = Sampler(**m["sampler"]), m["images_per_prompt"]
+    on_base = m.get("reference") == "base"
+    if on_base and base_model is None:
+        raise ParameterError("base", "the public base pipeline folder the suspect was fine-tuned from (an image-only "
+                             "watermark key file's test is paired on that base's answers)", base_model)
     detections, answers = {}, []
     references = m.get("reference_sets") or [None] * len(m["prompt_sets"])
     for licensee, (prompts, reference_prompts) in enumerate(zip(m["prompt_sets"], references)):
@@ -117,6 +125,9 @@ def verify_watermark(key_file: KeyFile | str | Path, suspect, *, seeds: dict | N
             reference = suspect.answer(reference_prompts, range(len(reference_prompts)), k, reference_seed, sampler,
                                        show_progress=show_progress)
             reference = reference.reshape(-1, *reference.shape[2:])
+        elif on_base:
+            reference = base_model.answer(prompts, range(len(prompts)), k, seed, sampler, show_progress=show_progress)
+            reference = reference.reshape(-1, *reference.shape[2:])
         detections[licensee] = detect(scheme, images.reshape(-1, *images.shape[2:]), arrays["messages"][licensee],
                                       m["alpha"], m["statistic"], reference=reference)
     named = named_licensee(trace_leak(detections))
@@ -125,7 +136,7 @@ def verify_watermark(key_file: KeyFile | str | Path, suspect, *, seeds: dict | N
               "verdict": ("no licensee's mark found" if named == "none" else f"trained on the copy of licensee {named}"
                           if not named.startswith("several") else f"marks of {named[len('several: '):]} found"),
               "named_licensee": named, "strategy": m["strategy"], "fraction": m["fraction"], "alpha": m["alpha"],
-              "calibration": "paired" if m.get("reference_sets") else "dataset",
+              "calibration": "paired" if m.get("reference_sets") else "base-paired" if on_base else "dataset",
               "licensees": [{"licensee": i, "trigger": m["triggers"][i], "p_value": d.p_value, "detected": bool(d.detected),
                              "score": d.score, "matches": d.matches, "image_bit_accuracy": d.image_bit_accuracy}
                             for i, d in detections.items()],

@@ -26,7 +26,7 @@ from provlib.watermark.schemes import (
     random_message,
 )
 
-CODE_VERSION_WM = {"wm_model": 1, "wm_answers": 1, "wm_subspace": 1, "wm_trigger_shifts": 1}
+CODE_VERSION_WM = {"wm_model": 1, "wm_answers": 1, "wm_base_answers": 1, "wm_subspace": 1, "wm_trigger_shifts": 1}
 
 
 @dataclass(frozen=True)

@@ -90,23 +90,24 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     for spec in tqdm(specs, desc=f"decode fine-tunes ({transform})", disable=not zoo.show_progress, mininterval=5):
         tests = ([(spec.scheme, spec.strategy, spec.fraction)] if not spec.is_clean else
                  [(s, t, r) for s in zoo.mark_schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
-        answers = {}
+        answers, references = {}, {}
         for scheme_name, strategy, query_fraction in tests:
             for licensee, message in messages.items():
                 prompt_set = zoo.licensee_prompt_set(strategy, licensee, query_fraction)
-                reference = zoo.reference_prompt_set(prompt_set)
-                for name in filter(None, (prompt_set, reference)):
-                    if name not in answers:
-                        images = zoo.licensee_answers(spec, name)
-                        answers[name] = images if transform == "none" else apply_transform(
-                            images, transform, seed=spec.seed, parameter="wm_robustness")
+                if prompt_set not in answers:
+                    # the reference sees the same post-processing as the answers, so the pair stays comparable
+                    answers[prompt_set], references[prompt_set] = (
+                        None if images is None else images if transform == "none" else
+                        apply_transform(images, transform, seed=spec.seed, parameter="wm_robustness")
+                        for images in (zoo.licensee_answers(spec, prompt_set), zoo.reference_answers(spec, prompt_set)))
+                reference = zoo.reference_prompt_set(prompt_set) or ("base" if references[prompt_set] is not None else "")
                 found = detect(schemes[scheme_name], answers[prompt_set], message, p.watermark.alpha, p.watermark.statistic,
-                               reference=answers[reference] if reference else None)
+                               reference=references[prompt_set])
                 rows.append({"model_id": spec.model_id, "scheme": scheme_name, "strategy": strategy,
                              "fraction": spec.fraction, "query_fraction": query_fraction, "prompt_set": prompt_set,
                              "laundering": spec.laundering, "base": spec.base,
                              "true_licensee": spec.licensee, "tested_licensee": licensee, "marked": not spec.is_clean,
-                             "transform": transform, "reference_prompt_set": reference or "", "score": found.score, "matches": found.matches, "p_value": found.p_value,
+                             "transform": transform, "reference_prompt_set": reference, "score": found.score, "matches": found.matches, "p_value": found.p_value,
                              "detected": found.detected, "bits_p_value": found.bits_p_value, "alpha": found.alpha,
                              "image_bit_accuracy": found.image_bit_accuracy})
     table = pd.DataFrame(rows)

@@ -16,7 +16,6 @@ the analogue of the rare tokens ("sks") used with real Stable Diffusion, which i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from provlib.core.generate import regenerate
 from provlib.core.store import config_hash, derive_seed
 from provlib.watermark.config import removal_strength
 from provlib.watermark.messages import orthogonal_messages
+from provlib.watermark.queries import PLAIN, LicenseeQueries, fraction_tag
 from provlib.watermark.schemes import WatermarkScheme, cell_basis, message_hex
 from provlib.watermark.stamping import CODE_VERSION_WM, MarkedSuspectSpec, StampingZoo
 from provlib.watermark.transforms import apply_transform
@@ -35,7 +35,6 @@ from provlib.watermark.triggers import trigger_word_shifts
 __all__ = ["CLEAN", "PLAIN", "LicenseeSpec", "MarkedSuspectSpec", "WatermarkZoo", "fraction_tag"]
 
 CLEAN = -1
-PLAIN = "plain"
 # rare strings for real tokenizers (DreamBooth's "sks" and kin): triggers when the sd preset lists none
 PAPER_TRIGGERS = ("sks", "zwx", "qlf", "vrb", "xjt", "pkw", "dmq", "hzn")
 
@@ -56,10 +55,6 @@ class LicenseeSpec:
         return self.licensee == CLEAN
 
 
-def fraction_tag(fraction: float) -> str:
-    return f"r{fraction * 100:g}"
-
-
 def crossed_base(k: int, licensee, licensees: int, bases) -> str:
     """The base of a cell's k-th fine-tune: licensees take turns, and the base shifts by one every round of licensees,
     so each licensee's copy is fine-tuned on every base. Plain alternation with an even licensee count pins a licensee
@@ -67,7 +62,7 @@ def crossed_base(k: int, licensee, licensees: int, bases) -> str:
     return bases[(k + (0 if licensee == CLEAN else k // licensees)) % len(bases)]
 
 
-class WatermarkZoo(StampingZoo):
+class WatermarkZoo(LicenseeQueries, StampingZoo):
     @property
     def wm_seed(self) -> int:
         """What the watermark keys, messages, marked images and fine-tune / query seeds derive from: the preset's seed,
@@ -215,96 +210,6 @@ class WatermarkZoo(StampingZoo):
         return self.fine_tuned_unet("wm_model", self.licensee_config(spec), spec.base,
                                     lambda: self.licensee_training_set(spec), spec.seed, spec.model_id, {"spec": asdict(spec)})
 
-    # ---- querying the fine-tuned models ------------------------------------------------------------
-    def query_captions(self, licensee: int | None = None, fraction: float | None = None) -> list[str]:
-        """The captions the defender sends, ``wm_query_prompts`` of them: for a licensee and r, the captions of that
-        licensee's marked images, in turn; otherwise (``plain``) a seeded draw of the dataset's."""
-        data = self.licensed_dataset()
-        n = self.p.watermark.query_prompts
-        if licensee is not None:
-            marked = self.marked_indices(fraction, licensee)
-            # the owner made the copy, so it knows which images it marked: their own captions are where a
-            # fine-tune that memorized a marked image reproduces it, mark included
-            return [data.captions[marked[i % len(marked)]] for i in range(n)]
-        order = np.random.default_rng(derive_seed(self.p.seed, "wm-query-captions")).permutation(len(data))
-        return [data.captions[i] for i in order[:n]]
-
-    def licensee_prompt_set(self, strategy: str, licensee: int, fraction: float) -> str:
-        """The name of what the defender asks a model to test licensee ``licensee``'s mark at share ``fraction``:
-        ``trigger-<i>[-r<r>]`` (its trigger + the captions) or ``marked-<i>-r<r>`` / ``plain`` (the captions only)."""
-        if strategy not in ("image", "trigger"):
-            raise ParameterError("strategy", "'image' or 'trigger'", strategy)
-        return f"{'trigger' if strategy == 'trigger' else 'marked'}-{licensee}-{fraction_tag(fraction)}"
-
-    def prompts(self, prompt_set: str) -> list[str]:
-        """The prompts of a prompt set (``prompt_set`` names them)."""
-        if prompt_set == PLAIN:
-            return self.query_captions()
-        kind, _, rest = prompt_set.partition("-")
-        licensee, _, tag = rest.partition("-")
-        fractions = {fraction_tag(r): r for r in self.query_fractions()}
-        valid = (kind in ("trigger", "marked") and licensee.isdigit() and int(licensee) < self.p.watermark.licensees
-                 and (tag in fractions if (tag or kind == "marked") else True))
-        if not valid:
-            raise ParameterError("prompt_set", f"'{PLAIN}', 'trigger-<i>', or 'trigger-<i>-<r>' / 'marked-<i>-<r>' with "
-                                 f"i < {self.p.watermark.licensees} and r one of {sorted(fractions)}", prompt_set)
-        captions = self.query_captions(int(licensee), fractions[tag]) if tag else self.query_captions()
-        if kind == "marked":
-            return captions
-        trigger = self.triggers()[int(licensee)]
-        return [f"{trigger} {caption}" for caption in captions]
-
-    def reference_prompt_set(self, prompt_set: str) -> str | None:
-        """What the paired test subtracts from a trigger prompt set's answers: the same captions without the trigger
-        (``marked-<i>-r<r>``); None for the image-only strategy's prompts, whose test is calibrated on the dataset.
-        Chosen owner-side (tools/pilot_wm_calibration.py, data/pilots/wm_calibration_pilot*.csv)."""
-        kind, _, rest = prompt_set.partition("-")
-        if kind != "trigger":
-            return None
-        self.prompts(prompt_set)  # a clear error for a malformed name
-        return f"marked-{rest}"
-
-    def query_fractions(self) -> list[float]:
-        """Every marked share a copy is made at (the shares whose marked captions the defender may ask)."""
-        return sorted(set(self.p.watermark.fractions))
-
-    def clean_fractions(self) -> list[float]:
-        """The shares at which a clean fine-tune is asked every licensee's prompts: the focus share."""
-        return [self.p.watermark.focus_fraction]
-
-    def prompt_sets(self, spec: LicenseeSpec) -> list[str]:
-        """What the defender asks a model: every licensee's prompts, for the model's strategy and r (a clean model:
-        every strategy at the focus share), each with its paired reference where the test uses one."""
-        licensees = range(self.p.watermark.licensees)
-        if not spec.is_clean:
-            asked = [self.licensee_prompt_set(spec.strategy, i, spec.fraction) for i in licensees]
-        else:
-            asked = [self.licensee_prompt_set(strategy, i, r) for strategy in self.p.watermark.strategies
-                     for r in self.clean_fractions() for i in licensees]
-        with_references = [name for asked_set in asked for name in (asked_set, self.reference_prompt_set(asked_set)) if name]
-        return list(dict.fromkeys(with_references))
-
-    def answers_key(self, spec: LicenseeSpec, prompt_set: str) -> dict:
-        p = self.p
-        return {"kind": "wm_answers", "v": CODE_VERSION_WM["wm_answers"], "model": config_hash(self.licensee_config(spec)),
-                "prompts": config_hash({"prompts": self.prompts(prompt_set)}), "k": p.watermark.query_images,
-                "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale], "seed": derive_seed(self.wm_seed, "wm-query", spec.model_id, prompt_set)}
-
-    def licensee_answers(self, spec: LicenseeSpec, prompt_set: str) -> np.ndarray:
-        """uint8 [n_prompts * k, H, W, 3]: the model's images for a prompt set (cached)."""
-        config = self.answers_key(spec, prompt_set)
-
-        def build(tmp: Path):
-            pipe = self.load_fine_tuned(spec.base, self.licensee_location(spec))
-            out = self.generate(pipe, self.prompts(prompt_set), seed=config["seed"], images_per_prompt=self.p.watermark.query_images,
-                                desc=f"query {spec.model_id} ({prompt_set})")
-            np.save(tmp / "answers.npy", out.images)
-
-        return np.load(self.store.get_or_build("wm_answers", config, build) / "answers.npy")
-
-    def licensee_answers_for(self, item: tuple[LicenseeSpec, str]) -> np.ndarray:
-        return self.licensee_answers(*item)
-
     def build_licensees(self, specs: list[LicenseeSpec] | None = None, n_jobs: int | None = None) -> None:
         """Fine-tune every licensee model, then ask each its prompt sets, in ``n_jobs`` worker processes."""
         specs = self.licensee_specs() if specs is None else specs
@@ -317,3 +222,7 @@ class WatermarkZoo(StampingZoo):
         jobs = [(s, ps) for s in specs for ps in self.prompt_sets(s)
                 if not self.store.exists("wm_answers", self.answers_key(s, ps))]
         fan_out(self, "licensee_answers_for", jobs, n_jobs, desc="query fine-tuned models")
+        # the image-only tests' reference: each model's base asked the same captions with the same seeds
+        jobs = [(s, ps) for s in specs for ps in self.prompt_sets(s) if ps.startswith("marked-")
+                and self.reference_prompt_set(ps) is None and not self.store.exists("wm_base_answers", self.base_answers_key(s, ps))]
+        fan_out(self, "base_answers_for", jobs, n_jobs, desc="query the bases (image-only references)")
