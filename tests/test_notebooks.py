@@ -125,7 +125,8 @@ def pinned_08():
 # One set per machine kind CI has run on: torch picks its float kernels by the CPU (an AVX-512 Xeon gives other
 # reductions than the machine the first set was taken on, with the same locked packages), so a value may match either
 # machine's set, but all of a notebook's values must match the same one. The first machine's 06 values predate the
-# RMS-40 dataset mark (RMS 32 before it) and are not known for it: there 06 must be re-pinned.
+# RMS-40 dataset mark (RMS 32 before it) and are not known for it: there 06 must be re-pinned. The second set's 06 was
+# re-pinned at stop 40 for the base-paired image-only test (bit accuracy 0.550781 before).
 # Take a pin from the whole suite (make test), not from one test run alone: the session shares its smoke artifacts
 # across tests, and 06's smoke test run alone measured 0.553711 / 0.000224 where the suite measures the pin below.
 EXPECTED_BY_MACHINE = [
@@ -144,7 +145,7 @@ EXPECTED_BY_MACHINE = [
         "03": {"delta0": 0.03, "shadow conf gap": 0.166667},
         "04": {"strategy 1+2 mean conf": 0.208333},
         "05": {"Table 1 mean AUC": 0.5, "best shadow CV AUC": 0.708333},
-        "06": {"dataset watermark bit accuracy": 0.550781, "Baseline 1 score": -0.008415},
+        "06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.008415},
         "07": {"Fisher rule mean p-value": 0.657528, "TrainProVe-Ent mean p-value": 0.833581, "suspect accuracy": 0.164744},
         "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963563},
     },

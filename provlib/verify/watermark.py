@@ -85,15 +85,18 @@ def prepare_watermark_keys(zoo, folder: str | Path, strategy: str | None = None,
 
 
 def export_zoo_licensee(zoo, model_id: str, out_dir: str | Path) -> dict:
-    """Write a model fine-tuned on a (licensed or clean) copy in notebook 06 as a pipeline folder."""
+    """Write a model fine-tuned on a (licensed or clean) copy in notebook 06 as a pipeline folder, and the public base
+    it was fine-tuned from beside it (``<out_dir>-base``: an image-only key file's test asks it, ``verify --base``)."""
     from provlib.core.models import save_pipeline
 
     specs = {s.model_id: s for s in zoo.licensee_specs()}
     if model_id not in specs:
         raise ParameterError("model_id", f"a fine-tune of notebook 06's plan, e.g. {sorted(specs)[:3]}", model_id)
-    spec = specs[model_id]
-    save_pipeline(zoo.load_fine_tuned(spec.base, zoo.licensee_location(spec)), Path(out_dir))
-    return {"pipeline": str(out_dir), "spec": spec}
+    spec, out_dir = specs[model_id], Path(out_dir)
+    save_pipeline(zoo.load_fine_tuned(spec.base, zoo.licensee_location(spec)), out_dir)
+    base_dir = out_dir.with_name(out_dir.name + "-base")
+    save_pipeline(zoo.load(zoo.base_location(spec.base)), base_dir)
+    return {"pipeline": str(out_dir), "base": str(base_dir), "spec": spec}
 
 
 def verify_watermark(key_file: KeyFile | str | Path, suspect, *, base_model=None, seeds: dict | None = None,
