@@ -108,17 +108,20 @@ class LicenseeQueries:
                 "prompts": config_hash({"prompts": self.prompts(prompt_set)}), "k": p.watermark.query_images,
                 "sampler": [p.sampling.inference_steps, p.sampling.guidance_scale], "seed": derive_seed(self.wm_seed, "wm-query", spec.model_id, prompt_set)}
 
-    def licensee_answers(self, spec, prompt_set: str) -> np.ndarray:
-        """uint8 [n_prompts * k, H, W, 3]: the model's images for a prompt set (cached)."""
-        config = self.answers_key(spec, prompt_set)
-
+    def _cached_answers(self, config: dict, load_pipe, prompt_set: str, desc: str) -> np.ndarray:
+        """uint8 [n_prompts * k, H, W, 3]: ``load_pipe()``'s images for a prompt set with ``config``'s seed (cached)."""
         def build(tmp: Path):
-            pipe = self.load_fine_tuned(spec.base, self.licensee_location(spec))
-            out = self.generate(pipe, self.prompts(prompt_set), seed=config["seed"], images_per_prompt=self.p.watermark.query_images,
-                                desc=f"query {spec.model_id} ({prompt_set})")
+            out = self.generate(load_pipe(), self.prompts(prompt_set), seed=config["seed"],
+                                images_per_prompt=self.p.watermark.query_images, desc=desc)
             np.save(tmp / "answers.npy", out.images)
 
-        return np.load(self.store.get_or_build("wm_answers", config, build) / "answers.npy")
+        return np.load(self.store.get_or_build(config["kind"], config, build) / "answers.npy")
+
+    def licensee_answers(self, spec, prompt_set: str) -> np.ndarray:
+        """uint8 [n_prompts * k, H, W, 3]: the model's images for a prompt set (cached)."""
+        return self._cached_answers(self.answers_key(spec, prompt_set),
+                                    lambda: self.load_fine_tuned(spec.base, self.licensee_location(spec)),
+                                    prompt_set, f"query {spec.model_id} ({prompt_set})")
 
     def licensee_answers_for(self, item: tuple) -> np.ndarray:
         return self.licensee_answers(*item)
@@ -132,22 +135,21 @@ class LicenseeQueries:
     def base_answers(self, spec, prompt_set: str) -> np.ndarray:
         """uint8 [n_prompts * k, H, W, 3]: the public base ``spec`` was fine-tuned from, asked ``prompt_set`` with the
         seeds ``spec`` was asked with (cached): the image-only test's reference."""
-        config = self.base_answers_key(spec, prompt_set)
-
-        def build(tmp: Path):
-            out = self.generate(self.load(self.base_location(spec.base)), self.prompts(prompt_set), seed=config["seed"],
-                                images_per_prompt=self.p.watermark.query_images, desc=f"query base {spec.base} ({prompt_set})")
-            np.save(tmp / "answers.npy", out.images)
-
-        return np.load(self.store.get_or_build("wm_base_answers", config, build) / "answers.npy")
+        return self._cached_answers(self.base_answers_key(spec, prompt_set),
+                                    lambda: self.load(self.base_location(spec.base)),
+                                    prompt_set, f"query base {spec.base} ({prompt_set})")
 
     def base_answers_for(self, item: tuple) -> np.ndarray:
         return self.base_answers(*item)
 
+    def reference_name(self, prompt_set: str) -> str:
+        """What the test of ``prompt_set`` subtracts (module doc): the same model's ``marked-...`` set for a trigger set,
+        ``"base"`` (the model's base, same captions and seeds) for a marked-caption set, ``""`` (nothing) for ``plain``."""
+        return self.reference_prompt_set(prompt_set) or ("base" if prompt_set.startswith("marked-") else "")
+
     def reference_answers(self, spec, prompt_set: str) -> np.ndarray | None:
-        """What the test of ``prompt_set`` on ``spec`` subtracts (module doc): the same model without the trigger for
-        a trigger set, the base with the same seeds for a marked-caption set, nothing for ``plain``."""
-        reference = self.reference_prompt_set(prompt_set)
-        if reference is not None:
-            return self.licensee_answers(spec, reference)
-        return self.base_answers(spec, prompt_set) if prompt_set.startswith("marked-") else None
+        """The images ``reference_name`` names, for the model ``spec`` (None when the test has no reference)."""
+        reference = self.reference_name(prompt_set)
+        if reference == "base":
+            return self.base_answers(spec, prompt_set)
+        return self.licensee_answers(spec, reference) if reference else None

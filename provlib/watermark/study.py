@@ -90,17 +90,19 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     for spec in tqdm(specs, desc=f"decode fine-tunes ({transform})", disable=not zoo.show_progress, mininterval=5):
         tests = ([(spec.scheme, spec.strategy, spec.fraction)] if not spec.is_clean else
                  [(s, t, r) for s in zoo.mark_schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
+        def processed(images):  # the reference gets the answers' post-processing, so the pair stays comparable
+            if images is None or transform == "none":
+                return images
+            return apply_transform(images, transform, seed=spec.seed, parameter="wm_robustness")
+
         answers, references = {}, {}
         for scheme_name, strategy, query_fraction in tests:
             for licensee, message in messages.items():
                 prompt_set = zoo.licensee_prompt_set(strategy, licensee, query_fraction)
                 if prompt_set not in answers:
-                    # the reference sees the same post-processing as the answers, so the pair stays comparable
-                    answers[prompt_set], references[prompt_set] = (
-                        None if images is None else images if transform == "none" else
-                        apply_transform(images, transform, seed=spec.seed, parameter="wm_robustness")
-                        for images in (zoo.licensee_answers(spec, prompt_set), zoo.reference_answers(spec, prompt_set)))
-                reference = zoo.reference_prompt_set(prompt_set) or ("base" if references[prompt_set] is not None else "")
+                    answers[prompt_set] = processed(zoo.licensee_answers(spec, prompt_set))
+                    references[prompt_set] = processed(zoo.reference_answers(spec, prompt_set))
+                reference = zoo.reference_name(prompt_set)
                 found = detect(schemes[scheme_name], answers[prompt_set], message, p.watermark.alpha, p.watermark.statistic,
                                reference=references[prompt_set])
                 rows.append({"model_id": spec.model_id, "scheme": scheme_name, "strategy": strategy,

@@ -223,6 +223,6 @@ class WatermarkZoo(LicenseeQueries, StampingZoo):
                 if not self.store.exists("wm_answers", self.answers_key(s, ps))]
         fan_out(self, "licensee_answers_for", jobs, n_jobs, desc="query fine-tuned models")
         # the image-only tests' reference: each model's base asked the same captions with the same seeds
-        jobs = [(s, ps) for s in specs for ps in self.prompt_sets(s) if ps.startswith("marked-")
-                and self.reference_prompt_set(ps) is None and not self.store.exists("wm_base_answers", self.base_answers_key(s, ps))]
+        jobs = [(s, ps) for s in specs for ps in self.prompt_sets(s) if self.reference_name(ps) == "base"
+                and not self.store.exists("wm_base_answers", self.base_answers_key(s, ps))]
         fan_out(self, "base_answers_for", jobs, n_jobs, desc="query the bases (image-only references)")
