@@ -90,6 +90,7 @@ def licensee_detections(zoo: WatermarkZoo, specs: list[LicenseeSpec], transform:
     for spec in tqdm(specs, desc=f"decode fine-tunes ({transform})", disable=not zoo.show_progress, mininterval=5):
         tests = ([(spec.scheme, spec.strategy, spec.fraction)] if not spec.is_clean else
                  [(s, t, r) for s in zoo.mark_schemes for t in p.watermark.strategies for r in zoo.clean_fractions()])
+
         def processed(images):  # the reference gets the answers' post-processing, so the pair stays comparable
             if images is None or transform == "none":
                 return images
