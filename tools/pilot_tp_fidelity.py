@@ -61,7 +61,7 @@ def class_fidelity(pipe, zoo: TrainProVeZoo, sampling: dict, per_class: int, see
 
 
 def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overrides: dict,
-          guidance: list[float] = ()) -> pd.DataFrame:
+          guidance: list[float] = (), snr_gamma: float | None = None, ema_decay: float | None = None) -> pd.DataFrame:
     preset = load_preset(preset_name, **{**overrides, "tp_generator_steps": max(at)})
     zoo = TrainProVeZoo(preset, show_progress=False)
     tp, n_classes, epochs = preset.trainprove, len(zoo.classes), preset.trainprove.classifier_epochs
@@ -93,11 +93,12 @@ def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overr
             rows.append({"generator": generator, "step": step, "guidance_scale": scale, "class_fidelity": fidelity,
                          "train_s": round(trained_s), "vae_s": round(vae_seconds),
                          "rendered_accuracy": ceilings["rendered"], "reconstructed_accuracy": ceilings["reconstructed"],
-                         **{k: str(v) for k, v in overrides.items()}})
+                         "snr_gamma": snr_gamma, "ema_decay": ema_decay, **{k: str(v) for k, v in overrides.items()}})
             print(rows[-1], flush=True)
 
     train_denoiser(pipe, data, steps=max(at), batch_size=tp.generator_batch_size, lr=zoo.generator_lr(generator),
-                   seed=seed, train_text_encoder=True, desc=f"train {generator}", show_progress=False, after_step=measure)
+                   seed=seed, train_text_encoder=True, desc=f"train {generator}", show_progress=False, after_step=measure,
+                   snr_gamma=snr_gamma, ema_decay=ema_decay)
     return pd.DataFrame(rows)
 
 
@@ -132,6 +133,8 @@ def main() -> None:
                         "(default: the generator's own)")
     parser.add_argument("--sampling-steps", default="", help="instead of training: sample notebook 07's trained "
                         "generator (cached) with each of these step counts, comma-separated")
+    parser.add_argument("--snr-gamma", type=float, default=None, help="train with Min-SNR loss weighting at this gamma")
+    parser.add_argument("--ema-decay", type=float, default=None, help="measure (and end on) an EMA of the weights")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
     parser.add_argument("--name", default="tp_fidelity_pilot")
     parser.add_argument("--out", default="data/pilots")
@@ -143,7 +146,7 @@ def main() -> None:
                                args.per_class, overrides, guidance)
     else:
         table = pilot(args.preset, args.generator, sorted(int(s) for s in args.at.split(",")), args.per_class,
-                      overrides, guidance)
+                      overrides, guidance, args.snr_gamma, args.ema_decay)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_tp_fidelity.py", args.out)
     print(table.round(3).to_string(index=False))
 

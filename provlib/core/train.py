@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers.training_utils import EMAModel, compute_snr
 from safetensors.torch import load_file, save_file
 
 from provlib.core.data import CaptionedImageSet
@@ -83,7 +84,8 @@ def _latest_checkpoint(checkpoint_dir: Path | None) -> Path | None:
     return done[-1].parent if done else None
 
 
-def _save_checkpoint(checkpoint_dir: Path, step: int, modules: dict, optimizer, losses: list[float]) -> None:
+def _save_checkpoint(checkpoint_dir: Path, step: int, modules: dict, optimizer, losses: list[float],
+                     averages: dict | None = None) -> None:
     # a temporary name of this process's own: two runs of the same training (two notebooks sharing a cache) must
     # not write into each other's half-saved checkpoint
     tmp = checkpoint_dir / f".tmp-step-{step}-{uuid.uuid4().hex[:8]}"
@@ -91,6 +93,8 @@ def _save_checkpoint(checkpoint_dir: Path, step: int, modules: dict, optimizer, 
     for name, module in modules.items():
         save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")  # tensors and numbers only: loaded with weights_only
+    for name, average in (averages or {}).items():
+        torch.save(average.state_dict(), tmp / f"ema_{name}.pt")  # likewise
     (tmp / "meta.json").write_text(json.dumps({"step": step, "losses": losses}))
     final = checkpoint_dir / f"step-{step}"
     try:
@@ -111,13 +115,19 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
                    seed: int, train_text_encoder: bool = False, caption_dropout: float = 0.1,
                    checkpoint_dir: Path | None = None, checkpoint_every: int = 500, mixed_precision: str = "no",
                    desc: str = "fine-tune", show_progress: bool = True,
-                   after_step: Callable[[int], None] | None = None) -> list[float]:
+                   after_step: Callable[[int], None] | None = None, snr_gamma: float | None = None,
+                   ema_decay: float | None = None) -> list[float]:
     """Fine-tune ``pipe.unet`` (and the text encoder when pre-training) in place; returns the loss per step.
 
     ``caption_dropout`` replaces a share of captions with the empty prompt so classifier-free guidance works.
     With ``checkpoint_dir`` the run saves every ``checkpoint_every`` steps and resumes from the latest save.
     ``after_step(n)`` is called after step n (1-based), e.g. to measure the model along its training: it may
     generate with ``pipe`` (it runs under ``torch.no_grad`` with the trained modules in eval mode).
+    ``snr_gamma`` weights each sample's loss by min(SNR, gamma) / SNR (Min-SNR, Hang et al., arXiv 2303.09556, as
+    diffusers' text-to-image script does): the low-noise steps, which teach little, stop dominating.
+    ``ema_decay`` keeps an exponential moving average of the trained weights (diffusers' ``EMAModel``, with its
+    (1 + k) / (10 + k) warm-up) and leaves the averaged weights in ``pipe``: a short run at a high learning rate
+    ends on a noisy iterate, its average draws better. ``after_step`` then sees the averaged weights too.
     """
     device = pipe.unet.device
     # accelerate keeps one process-wide state; a run with another precision or device in the same process (a
@@ -157,6 +167,10 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
         optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
         meta = json.loads((latest / "meta.json").read_text())
         start, losses = meta["step"], meta["losses"]
+    averages = {name: EMAModel(module.parameters(), decay=ema_decay) for name, module in modules.items()} if ema_decay else {}
+    if averages and latest is not None:
+        for name, average in averages.items():
+            average.load_state_dict(torch.load(latest / f"ema_{name}.pt", weights_only=True))
     prepared = accelerator.prepare(*modules.values(), optimizer)
     optimizer = prepared[-1]
     unet = prepared[0]
@@ -178,24 +192,38 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
             else:
                 embeddings = frozen_embeddings[prompt_idx].to(device)
             prediction = unet(noisy, timesteps, embeddings).sample
-            loss = F.mse_loss(prediction.float(), noise.float())
+            if snr_gamma is None:
+                loss = F.mse_loss(prediction.float(), noise.float())
+            else:
+                snr = compute_snr(noise_scheduler, timesteps)
+                per_sample = F.mse_loss(prediction.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+                loss = (per_sample * snr.clamp(max=snr_gamma) / snr).mean()
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
+        for name, average in averages.items():
+            average.step(modules[name].parameters())
         losses.append(float(loss.detach()))
         if step % 50 == 0:
             progress.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if checkpoint_dir is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(checkpoint_dir, step + 1, {n: accelerator.unwrap_model(m) for n, m in zip(modules, prepared)},
-                             optimizer, losses)
+                             optimizer, losses, averages)
         if after_step is not None:
-            for module in modules.values():
+            for name, module in modules.items():
                 module.eval()
+                if name in averages:
+                    averages[name].store(module.parameters())
+                    averages[name].copy_to(module.parameters())
             with torch.no_grad():
                 after_step(step + 1)
-            for module in modules.values():
+            for name, module in modules.items():
+                if name in averages:
+                    averages[name].restore(module.parameters())
                 module.train()
 
+    for name, average in averages.items():
+        average.copy_to(modules[name].parameters())
     for module in prepared[:-1]:
         # drop the fp16 autocast wrapper accelerate put on forward, or later inference returns fp32 latents
         accelerator.unwrap_model(module, keep_fp32_wrapper=False)

@@ -8,7 +8,6 @@ from provlib.core.config import (
     Section,
     at_least_int,
     choice,
-    downsampling_factor,
     mapping,
     names,
     number,
@@ -47,25 +46,24 @@ class TrainProVe(Section):
     classes: tuple = setting(("circle", "square", "triangle", "diamond", "cross", "ring"), names(at_least=2))
     prompt_template: str = setting("a photo of a {}", _template)
     real_dir: str = setting("", text)              # paper scale: a folder with one subfolder of real images per class
-    resolution: int = setting(32, positive_int)    # classifier input size; generations are resized to it
+    # classifier input size; generations are resized to it. CPU scale: 16 px, a quarter of every classifier's work at
+    # 32 px; a classifier of the shadow's recipe names the rendered 32 px world's classes as well at 16 px (0.97) and
+    # on its autoencoder's reconstructions 0.85 (0.86 at 32 px; tools/pilot_tp_fidelity.py)
+    resolution: int = setting(16, positive_int)
     generator_images: int = setting(2000, positive_int)  # CPU scale: each analogue's own draw of labelled training images
     # CPU scale: the analogues' autoencoder training steps, apart from the attribution world's (models.vae_steps)
     vae_steps: int = setting(1500, positive_int)
-    # CPU scale: how many times the analogues' autoencoder downsamples (4: an 8x8 latent at 32 px; 8: 4x4, half the
-    # denoiser's work per step). 8 was tried for the 15-minute goal: after 1500 steps its reconstructions keep too little
-    # of the shapes (sd14 draw, a classifier on them: 0.30 against 0.97 rendered; 4x: 0.78), so 4 stays
-    # (data/pilots/tp_fidelity_pilot_vae8.log)
-    vae_downsampling: int = setting(4, downsampling_factor)
-    # CPU scale: denoiser training steps, batch size and learning rate of each analogue, and the object sizes its world
-    # draws. Chosen on the generators' own class fidelity (a classifier trained on a generator's images, tested on fresh
-    # ones from it), never on suspects (tools/pilot_tp_fidelity.py, data/pilots/tp_fidelity_pilot.csv): small shapes do
-    # not survive a 4x VAE at 32 px; for sd14, lr 6e-4 with half the captions detailed reached 0.71 after 4000 steps,
-    # lr 4e-3 on bare class captions 0.82 after 1500 (guidance 9). The learning rate is per tiny architecture
-    # (``models.TINY_ARCHITECTURES``): the larger v2 analogues (pixart, cascade) stay at chance at 4e-3
-    # (data/pilots/tp_fidelity_pilot_pixart*.csv). With the house styles on, sd14 reaches 0.70 / 0.82 / 0.86 after
-    # 1500 / 2250 / 3000 steps (data/pilots/tp_fidelity_pilot_sd14_styled_steps.csv): 2250 is the fewest that reach
-    # the 0.8 goal there
-    generator_steps: int = setting(2250, positive_int)
+    # CPU scale: the analogues are fine-tuned from one base per tiny architecture, pre-trained for
+    # ``generator_base_steps`` on the uniform (unstyled) object world with bare class captions, as a public backbone
+    # would be; each analogue then fine-tunes it for ``generator_steps`` on its own styled draw, so its look and
+    # attribute frequencies come from its own data. From scratch, an analogue needs ~1500 steps to draw its classes
+    # (class fidelity 0.46 / 0.75 / 0.77 after 750 / 1500 / 2250 steps, sd14, data/pilots/tp_fidelity_pilot_sd14_c16.csv;
+    # Min-SNR weighting or an EMA of the weights did not learn faster: ..._c16_ema.csv), and four such runs do not fit
+    # the 15-minute notebook; one base and four short fine-tunes do. Batch size and learning rate are the from-scratch
+    # recipe's (lr per tiny architecture, ``models.TINY_ARCHITECTURES``: the larger v2 stays at chance at 4e-3,
+    # data/pilots/tp_fidelity_pilot_pixart*.csv)
+    generator_base_steps: int = setting(1500, positive_int)
+    generator_steps: int = setting(500, positive_int)
     generator_batch_size: int = setting(32, positive_int)
     generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
     # CPU scale: sampling steps of an analogue where they differ from its real model's (the table's ``steps``). The

@@ -1,10 +1,11 @@
 """TrainProVe's generators: four text-to-image models and the labelled class images they draw.
 
-At CPU scale the generators are tiny analogues of the paper's four, built here and cached. They differ where
-the real ones do: training data draw (each sees the object world with its own attribute frequencies, as
-LAION, SA-1B and JourneyDB differ), architecture size, VAE, scheduler and number of sampling steps (the LCM
-analogue samples in 4 steps). At paper scale the same code loads the user's local checkpoints of SD v1.4,
-LCM, PixArt-alpha and Stable Cascade through ``diffusers.DiffusionPipeline`` (safetensors only).
+At CPU scale the generators are tiny analogues of the paper's four, built here and cached
+(``provlib.trainprove.analogues``). They differ where the real ones do: training data (each fine-tunes a common base
+on its own draw of the object world, with its own attribute frequencies and house style, as LAION, SA-1B and
+JourneyDB differ), scheduler and number of sampling steps. At paper scale the same code loads the user's local
+checkpoints of SD v1.4, LCM, PixArt-alpha and Stable Cascade through ``diffusers.DiffusionPipeline`` (safetensors
+only).
 """
 from __future__ import annotations
 
@@ -37,18 +38,20 @@ class GeneratorSpec:
     scheduler: str         # diffusers scheduler class used for sampling
     steps: int             # sampling steps
     guidance_scale: float
-    vae: str               # "shared" (SD v1.4, LCM and PixArt-alpha all decode with SD's VAE) or "own"
+    vae: str               # "shared" (SD v1.4, LCM and PixArt-alpha all decode with SD's VAE) or "own" (on its draw)
     latent_channels: int = models.LATENT_CHANNELS
 
 
 # Guidance 9 for every analogue: the tiny, briefly trained models show their class only under strong guidance
-# (owner-side pilot: sd14's class fidelity 0.77 at guidance 6, 0.82 at 9); the real LCM's low guidance is not copied
+# (owner-side pilot: sd14's class fidelity 0.77 at guidance 6, 0.82 at 9); the real LCM's low guidance is not copied.
+# All four are the v1 tiny architecture on one autoencoder: a second architecture needs its own base and a second
+# autoencoder its own base too, and neither fits the 15-minute notebook (a v2 step costs 1.7 times a v1 step); the
+# analogues differ through their training data and samplers
 CPU_GENERATORS = {
     "sd14": GeneratorSpec("sd14", "Stable Diffusion v1.4", "v1", "DDIMScheduler", 20, 9.0, "shared"),
     "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 4, 9.0, "shared"),
-    "pixart": GeneratorSpec("pixart", "PixArt-alpha", "v2", "DPMSolverMultistepScheduler", 14, 9.0, "shared"),
-    # Stable Cascade works in a much more compressed latent: its analogue has its own 4-channel VAE
-    "cascade": GeneratorSpec("cascade", "Stable Cascade", "v2", "EulerAncestralDiscreteScheduler", 20, 9.0, "own", 4),
+    "pixart": GeneratorSpec("pixart", "PixArt-alpha", "v1", "DPMSolverMultistepScheduler", 14, 9.0, "shared"),
+    "cascade": GeneratorSpec("cascade", "Stable Cascade", "v1", "EulerAncestralDiscreteScheduler", 20, 9.0, "shared"),
 }
 # Each model card's recommended sampling for the real checkpoints (paper scale)
 PAPER_SAMPLING = {

@@ -6,23 +6,17 @@ shadow model per generator, trained on its own fresh generations. See ``provlib.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from diffusers import AutoencoderKL
-from diffusers import schedulers as diffusers_schedulers
 from PIL import Image
 
-from provlib.core import models, scenes
-from provlib.core.data import CaptionedImageSet
 from provlib.core.errors import ParameterError
 from provlib.core.fanout import fan_out
 from provlib.core.fingerprint import Fingerprints
 from provlib.core.paths import cache_dir
 from provlib.core.store import ArtifactStore, config_hash, derive_seed
-from provlib.core.train import train_denoiser, train_vae
 from provlib.trainprove.classifier import (
     Recipe,
     draw_recipe,
@@ -30,6 +24,7 @@ from provlib.trainprove.classifier import (
     save_classifier,
     train_classifier,
 )
+from provlib.trainprove.analogues import CpuAnalogues
 from provlib.trainprove.config import check_trainprove_inputs
 from provlib.trainprove.generators import (
     CPU_GENERATORS,
@@ -37,17 +32,13 @@ from provlib.trainprove.generators import (
     PAPER_SAMPLING,
     REAL,
     GeneratorSpec,
-    attribute_weights,
     generate_labelled,
     load_generator,
-    object_attributes,
     real_folder_images,
-    render_objects,
 )
-from provlib.trainprove.styles import apply_style, style_of
 from provlib.trainprove.test import LabelledImages, check_classes, class_prompts
 
-CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_generator": 1, "tp_images": 1, "tp_classifier": 2}
+CODE_VERSION = {"tp_images": 1, "tp_classifier": 2}
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ class ClassifierSpec:
         return [part for part in self.source.split("+") if part != REAL]
 
 
-class GeneratorZoo:
+class GeneratorZoo(CpuAnalogues):
     def __init__(self, preset, cache_root: str | Path | None = None, show_progress: bool = True):
         self.p = preset
         self.classes = check_classes(preset.trainprove.classes)
@@ -110,102 +101,22 @@ class GeneratorZoo:
             spec = self.spec(g)
             rows.append({"generator": g, **{k: v for k, v in asdict(spec).items() if k != "name"},
                          "sampling_steps": self.sampling(g)["num_inference_steps"], "train_images": self.p.trainprove.generator_images,
-                         "train_steps": self.p.trainprove.generator_steps, "train_lr": self.generator_lr(g)})
+                         "base_steps": self.p.trainprove.generator_base_steps,
+                         "fine_tune_steps": self.p.trainprove.generator_steps, "train_lr": self.generator_lr(g)})
         return rows
 
-    # ---- CPU-scale generators ----------------------------------------------------------------------
-    def draw_config(self, draw: str, n: int, purpose: str) -> dict:
-        p = self.p
-        return {"kind": "tp_data", "v": CODE_VERSION["tp_data"], "draw": draw, "n_per_class": n, "purpose": purpose,
-                "classes": self.classes, "template": p.trainprove.prompt_template, "resolution": p.world.resolution,
-                "concentration": p.trainprove.draw_concentration, "sizes": list(p.trainprove.sizes),
-                "seed": derive_seed(p.seed, "tp-data", draw, purpose),
-                # a generator's house style, its strength and its look, enters the key only when on
-                **({"style": p.trainprove.style_strength, "look": asdict(style_of(draw))}
-                   if p.trainprove.style_strength and draw != REAL else {}),
-                **({"caption_detail": p.trainprove.caption_detail}
-                   if p.trainprove.caption_detail != 0.5 and draw != REAL else {})}
-
-    def object_draw(self, draw: str, n_per_class: int, purpose: str) -> tuple[CaptionedImageSet, np.ndarray]:
-        """Rendered objects with a draw's attribute frequencies (``draw``: a generator's training world or ``real``)."""
-        config = self.draw_config(draw, n_per_class, purpose)
-
-        def build(tmp: Path):
-            attributes = object_attributes(self.p.trainprove.sizes)
-            weights = attribute_weights(draw, self.p.trainprove.draw_concentration, self.p.seed, attributes)
-            data, labels = render_objects(self.classes, n_per_class, weights, config["seed"], self.p.world.resolution,
-                                          self.p.trainprove.prompt_template, attributes, self.p.trainprove.caption_detail)
-            if draw != REAL:
-                styled = apply_style(data.images, style_of(draw), self.p.trainprove.style_strength, config["seed"])
-                data = CaptionedImageSet(styled, data.captions, data.ids)
-            data.save(tmp)
-            np.save(tmp / "labels.npy", labels)
-
-        path = self.store.get_or_build("tp_data", config, build)
-        return CaptionedImageSet.load(path), np.load(path / "labels.npy")
-
-    def train_images_per_class(self) -> int:
-        return max(1, self.p.trainprove.generator_images // len(self.classes))
-
-    def vae_config(self, generator: str) -> dict:
-        spec = self.spec(generator)
-        draw = REAL if spec.vae == "shared" else generator
-        return {"kind": "tp_vae", "v": CODE_VERSION["tp_vae"], "latent_channels": spec.latent_channels,
-                "downsampling": self.p.trainprove.vae_downsampling,
-                "steps": self.p.trainprove.vae_steps, "seed": derive_seed(self.p.seed, "tp-vae", draw),
-                # the autoencoder sees the images only: their captions stay out of its key
-                "data": config_hash({k: v for k, v in self.draw_config(draw, self.train_images_per_class(),
-                                                                     "generator-training").items() if k != "caption_detail"})}
-
-    def vae(self, generator: str) -> AutoencoderKL:
-        """SD v1.4, LCM and PixArt-alpha share one VAE (trained on the real world); Cascade's analogue has its own."""
-        config = self.vae_config(generator)
-        draw = REAL if self.spec(generator).vae == "shared" else generator
-
-        def build(tmp: Path):
-            images = self.object_draw(draw, self.train_images_per_class(), "generator-training")[0].images
-            vae = models.build_tiny_vae(self.p.world.resolution, seed=config["seed"], latent_channels=config["latent_channels"],
-                                        downsampling=config["downsampling"])
-            train_vae(vae, images, steps=self.p.trainprove.vae_steps, batch_size=32, lr=2e-3, seed=config["seed"],
-                      show_progress=self.show_progress)
-            vae.save_pretrained(tmp, safe_serialization=True)
-
-        return AutoencoderKL.from_pretrained(self.store.get_or_build("tp_vae", config, build), use_safetensors=True)
-
+    # ---- generators ---------------------------------------------------------------------------------
     def generator_config(self, generator: str) -> dict:
-        p = self.p
-        if p.is_paper_scale:
-            location = str(p.trainprove.checkpoints[generator])
+        if self.p.is_paper_scale:
+            location = str(self.p.trainprove.checkpoints[generator])
             return {"kind": "tp_generator", "checkpoint": location, "contents": self.fingerprint(location)}
-        return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
-                "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
-                "batch_size": p.trainprove.generator_batch_size, "lr": self.generator_lr(generator),
-                "seed": derive_seed(p.seed, "tp-generator", generator),
-                "data": config_hash(self.draw_config(generator, self.train_images_per_class(), "generator-training"))}
+        return self.analogue_config(generator)
 
     def generator_location(self, generator: str) -> str:
-        """A generator's pipeline folder: the user's checkpoint, or a CPU analogue trained from scratch here (cached)."""
+        """A generator's pipeline folder: the user's checkpoint, or a CPU analogue built here (cached)."""
         if self.p.is_paper_scale:
             return str(self.p.trainprove.checkpoints[generator])
-        config = self.generator_config(generator)
-        spec = self.spec(generator)
-
-        def build(tmp: Path):
-            data, _ = self.object_draw(generator, self.train_images_per_class(), "generator-training")
-            vocabulary = scenes.vocabulary() + self.p.trainprove.prompt_template.replace("{}", " ").split()
-            pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, self.vae(generator), seed=config["seed"])
-            tp = self.p.trainprove
-            losses = train_denoiser(pipe, data, steps=tp.generator_steps, batch_size=tp.generator_batch_size,
-                                    lr=self.generator_lr(generator), seed=config["seed"], train_text_encoder=True,
-                                    checkpoint_dir=self.store.work_dir("tp_generator", config),
-                                    checkpoint_every=self.p.runtime.checkpoint_every, desc=f"train generator {generator}",
-                                    show_progress=self.show_progress)
-            scheduler_class = getattr(diffusers_schedulers, spec.scheduler)
-            pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
-            models.save_pipeline(pipe, tmp)
-            (tmp / "losses.json").write_text(json.dumps(losses))
-
-        return str(self.store.get_or_build("tp_generator", config, build))
+        return self.analogue_location(generator)
 
     def sampling(self, generator: str) -> dict:
         """Sampler arguments of a generator's pipeline call (CPU: steps capped by the preset's ``inference_steps``)."""
@@ -273,15 +184,9 @@ class GeneratorZoo:
         return {g: self.images(g, "test") for g in self.generators}
 
     def build_generators(self, n_jobs: int) -> None:
-        """CPU scale: every generator's training draw, the VAEs, then the generators, fanned out (paper scale: none)."""
-        if self.p.is_paper_scale:
-            return
-        for draw in [REAL] + self.generators:
-            self.object_draw(draw, self.train_images_per_class(), "generator-training")
-        vae_owners = {config_hash(self.vae_config(g)): g for g in self.generators}
-        fan_out(self, "vae", [g for g in vae_owners.values() if not self.store.exists("tp_vae", self.vae_config(g))], n_jobs, "VAEs")
-        pending = [g for g in self.generators if not self.store.exists("tp_generator", self.generator_config(g))]
-        fan_out(self, "generator_location", pending, n_jobs, "generators")
+        """CPU scale: the analogues and everything they are built from, fanned out (paper scale: nothing to build)."""
+        if not self.p.is_paper_scale:
+            self.build_analogues(n_jobs)
 
 
 class TrainProVeZoo(GeneratorZoo):
