@@ -256,7 +256,7 @@ PRESETS = {
         inference_steps=4, generation_batch_size=32, checkpoint_every=5, memorization_prompts=8,
         key_candidates=8, probe_seeds=2, key_count=4, query_images=2, descriptor_steps=5,
         cv_repeats=1, bootstrap_resamples=50, learning_curve_repeats=2,
-        tp_generator_images=96, tp_generator_base_steps=6, tp_generator_steps=4, tp_pool_per_class=6, tp_train_per_class=4,
+        tp_generator_images=96, tp_generator_steps=6, tp_pool_per_class=6, tp_train_per_class=4,
         tp_test_per_class=4, tp_suspect_seeds=1, tp_classifier_epochs=1,
         tp_grubbs_batches=10,  # 24 test images: 15 batches would hold one or two images each
         wm_dataset_size=16, wm_fractions=(0.25, 1.0), wm_licensees=2, wm_models_per_setting=2, wm_clean_models=2,

@@ -102,7 +102,7 @@ def test_sd_preset_lists_the_four_trainprove_generators_and_checks_their_checkpo
     ("pretrain_steps", 2.5, "pretrain_steps"), ("wm_licensees", True, "wm_licensees"), ("tp_alpha", "0.05", "tp_alpha"),
     ("suspects.recipe.steps", 0, "suspects.recipe.steps"), ("watermark.bits", "32", "watermark.bits"),
     ("suspects", "fast", "suspects"), ("wm_fractions", [0.02, 1.5], "wm_fractions"), ("allow_download", "yes", "allow_download"),
-    ("tp_vae_downsampling", 2, "tp_vae_downsampling"),
+    ("tp_generator_steps", 0, "tp_generator_steps"),
 ])
 def test_each_section_checks_type_and_range_and_names_the_field(name, value, named):
     with pytest.raises(ParameterError) as error:

@@ -126,7 +126,11 @@ def test_caption_detail_sets_the_share_of_long_captions_and_leaves_the_images_al
         load_preset("smoke", tp_caption_detail=1.5)
 
 
-def test_generator_learning_rate_is_per_architecture_and_keys_the_generator(tmp_path):
+def test_generator_learning_rate_is_per_architecture_and_keys_the_generator(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from provlib.trainprove import generators
+    monkeypatch.setitem(generators.CPU_GENERATORS, "pixart", replace(generators.CPU_GENERATORS["pixart"], architecture="v2"))
     zoo = TrainProVeZoo(load_preset("smoke", tp_generator_lrs={"v1": 4e-3, "v2": 1e-3}), cache_root=tmp_path)
     assert zoo.generator_lr("sd14") == 4e-3 and zoo.generator_lr("pixart") == 1e-3
     assert zoo.generator_config("pixart")["lr"] == 1e-3
@@ -137,6 +141,13 @@ def test_generator_learning_rate_is_per_architecture_and_keys_the_generator(tmp_
         TrainProVeZoo(load_preset("smoke", tp_generator_lrs={"v1": 4e-3}), cache_root=tmp_path)
     with pytest.raises(ParameterError, match="tp_generator_lrs"):
         load_preset("smoke", tp_generator_lrs={"v1": 0})
+
+
+def test_each_analogue_is_trained_on_its_own_draw_from_its_own_seed(tmp_path):
+    zoo = TrainProVeZoo(load_preset("smoke"), cache_root=tmp_path)
+    configs = [zoo.generator_config(g) for g in zoo.generators]
+    assert len({c["seed"] for c in configs}) == len({c["data"] for c in configs}) == len(zoo.generators)
+    assert len({c["vae"] for c in configs}) == 1  # one autoencoder, trained on the uniform world
 
 
 def test_object_sizes_restrict_the_world_and_are_validated():

@@ -150,16 +150,20 @@ def test_house_styles_differ_keep_the_shape_and_vanish_at_strength_zero():
 
 
 def test_a_generator_draw_is_keyed_by_its_look(tmp_path, monkeypatch):
+    from dataclasses import replace
+
     from provlib.presets import load_preset
-    from provlib.trainprove import styles
+    from provlib.trainprove import generators, styles
     from provlib.trainprove.zoo import TrainProVeZoo
     zoo = TrainProVeZoo(load_preset("smoke", tp_style_strength=1.0), cache_root=tmp_path)
     before = {d: zoo.draw_config(d, 4, "generator-training") for d in ("sd14", "cascade", "real")}
     monkeypatch.setitem(styles.STYLES, "cascade", styles.Style(grain=3.0))
     after = {d: zoo.draw_config(d, 4, "generator-training") for d in ("sd14", "cascade", "real")}
     assert after["cascade"] != before["cascade"] and after["sd14"] == before["sd14"] and after["real"] == before["real"]
-    assert zoo.vae_config("cascade") != TrainProVeZoo(load_preset("smoke", tp_style_strength=0.0),
-                                                        cache_root=tmp_path).vae_config("cascade")
+    unstyled = TrainProVeZoo(load_preset("smoke", tp_style_strength=0.0), cache_root=tmp_path)
+    assert zoo.vae_config("cascade") == unstyled.vae_config("cascade")  # the shared autoencoder sees the uniform world
+    monkeypatch.setitem(generators.CPU_GENERATORS, "cascade", replace(generators.CPU_GENERATORS["cascade"], vae="own"))
+    assert zoo.vae_config("cascade") != unstyled.vae_config("cascade")  # its own is trained on its styled draw
 
 
 def test_owner_checks_name_a_separable_generator_and_mark_fidelity():

@@ -1,11 +1,13 @@
 """Owner-side pilot for issue 18: how fast does a CPU generator analogue learn to draw its classes?
 
     python tools/pilot_tp_fidelity.py [--preset cpu] [--generator sd14] [--at 500,1000,2000] [--guidance 3,6]
+                                      [--snr-gamma 5] [--ema-decay 0.999]
                                       [--set tp_style_strength=1 ...] [--name tp_fidelity_pilot] [--out data/pilots]
     python tools/pilot_tp_fidelity.py --generator lcm --sampling-steps 4,8,12 [...]
 
-Trains one generator analogue exactly as notebook 07 does (its data draw, VAE, architecture, recipe) up to the
-largest step of ``--at`` and measures its class fidelity at every step of ``--at``: a classifier (the shadow's
+Trains one generator analogue from scratch on notebook 07's data draw, VAE, architecture and recipe (07 itself
+fine-tunes a pre-trained base instead, ``tp_generator_base_steps``) up to the largest step of ``--at`` and measures
+its class fidelity at every step of ``--at``: a classifier (the shadow's
 recipe) trained on ``--per-class`` of its class-prompted images per class and tested on as many fresh ones. Also
 reported, as ceilings: the same classifier on rendered images of that generator's draw, and on their reconstructions
 through the generator's VAE. No suspect is built or read. Writes ``<name>.csv``, one row per measured step.

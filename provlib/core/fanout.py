@@ -40,7 +40,7 @@ def fan_out(owner, method: str, items: list, n_jobs: int, desc: str) -> None:
         iterator = (getattr(owner, method)(item) for item in items)
     else:
         backend = runtime.fan_out_backend
-        threads = max(1, (os.cpu_count() or 1) // n_jobs) if backend == "loky" else 1
+        threads = max(1, available_cores() // n_jobs) if backend == "loky" else 1
         with backend_config(runtime, n_jobs):
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if backend == "loky" else "list")(
                 delayed(_run_in_worker)(type(owner), owner.p, str(owner.cache_root), method, item, threads)
@@ -48,6 +48,14 @@ def fan_out(owner, method: str, items: list, n_jobs: int, desc: str) -> None:
         iterator = iter(results)
     for _ in tqdm(iterator, total=len(items), desc=desc, disable=not owner.show_progress):
         pass
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a ``taskset`` or container limit), not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def backend_config(runtime, n_jobs: int):

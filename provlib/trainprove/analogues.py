@@ -1,10 +1,11 @@
 """CPU scale: TrainProVe's four generator analogues, trained here from the procedural object world (cached).
 
-Each analogue sees the object world through its own draw (attribute frequencies, house style). One autoencoder is
-trained on the uniform world (SD v1.4, LCM and PixArt-alpha all decode with SD's VAE; Cascade's analogue may have its
-own, ``GeneratorSpec.vae``). One base denoiser per (tiny architecture, autoencoder) is pre-trained on the uniform
-world, as a public backbone would be, and every analogue fine-tunes its base on its own styled draw. A mixin of
-``GeneratorZoo``: it needs ``p``, ``store``, ``classes``, ``spec``, ``generator_lr`` and ``show_progress``.
+Each analogue sees the object world through its own draw (attribute frequencies, house style) and is trained from
+scratch on it, so no two share weights: real generators come from different training runs on different data, and
+analogues fine-tuned from one common base drew their classes so alike that a classifier trained on one was nearly
+as accurate on another's images (the README's issue-18 section). One autoencoder is trained on the uniform world
+(SD v1.4, LCM and PixArt-alpha all decode with SD's VAE; an analogue may have its own, ``GeneratorSpec.vae``). A
+mixin of ``GeneratorZoo``: it needs ``p``, ``store``, ``classes``, ``spec``, ``generator_lr`` and ``show_progress``.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from provlib.core.data import CaptionedImageSet
 from provlib.core.fanout import fan_out
 from provlib.core.store import config_hash, derive_seed
 from provlib.core.train import train_denoiser, train_vae
-from provlib.trainprove.generators import REAL, attribute_weights, load_generator, object_attributes, render_objects
+from provlib.trainprove.generators import REAL, attribute_weights, object_attributes, render_objects
 from provlib.trainprove.styles import apply_style, style_of
 
-CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_base": 1, "tp_generator": 2}
+CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_generator": 2}
 # 4x keeps an 8x8 latent at 32 px. 8x was tried for the 15-minute goal: after 1500 steps its reconstructions keep too
 # little of the shapes (sd14 draw, a classifier on them: 0.30 against 0.97 rendered; 4x: 0.78;
 # data/pilots/tp_fidelity_pilot_vae8.log)
@@ -93,61 +94,40 @@ class CpuAnalogues:
 
         return AutoencoderKL.from_pretrained(self.store.get_or_build("tp_vae", config, build), use_safetensors=True)
 
-    def base_config(self, generator: str) -> dict:
-        """The base an analogue fine-tunes: its architecture's and autoencoder's, pre-trained on the uniform world."""
-        tp, architecture = self.p.trainprove, self.spec(generator).architecture
-        return {"kind": "tp_base", "v": CODE_VERSION["tp_base"], "architecture": architecture,
-                "vae": config_hash(self.vae_config(generator)), "steps": tp.generator_base_steps,
-                "batch_size": tp.generator_batch_size, "lr": self.generator_lr(generator),
-                "seed": derive_seed(self.p.seed, "tp-base", architecture),
-                "data": config_hash(self.draw_config(REAL, self.train_images_per_class(), "generator-training"))}
-
-    def base_location(self, generator: str) -> str:
-        config = self.base_config(generator)
-
-        def build(tmp: Path):
-            vocabulary = scenes.vocabulary() + self.p.trainprove.prompt_template.replace("{}", " ").split()
-            pipe = models.build_tiny_pipeline(config["architecture"], vocabulary, self.vae(generator), seed=config["seed"])
-            losses = self._train(pipe, self.training_draw(REAL)[0], config, "tp_base", f"pre-train {config['architecture']} base")
-            models.save_pipeline(pipe, tmp)
-            (tmp / "losses.json").write_text(json.dumps(losses))
-
-        return str(self.store.get_or_build("tp_base", config, build))
-
     def analogue_config(self, generator: str) -> dict:
         p = self.p
         return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
-                "base": config_hash(self.base_config(generator)), "steps": p.trainprove.generator_steps,
+                "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
                 "batch_size": p.trainprove.generator_batch_size, "lr": self.generator_lr(generator),
                 "seed": derive_seed(p.seed, "tp-generator", generator),
                 "data": config_hash(self.draw_config(generator, self.train_images_per_class(), "generator-training"))}
 
     def analogue_location(self, generator: str) -> str:
-        """An analogue's pipeline folder: its base fine-tuned on its own draw, with its own sampler (cached)."""
+        """An analogue's pipeline folder: a tiny pipeline trained from scratch on its own draw, with its own sampler."""
         config = self.analogue_config(generator)
+        spec = self.spec(generator)
 
         def build(tmp: Path):
-            pipe = load_generator(self.base_location(generator), self.p.runtime.device, "float32")
-            losses = self._train(pipe, self.training_draw(generator)[0], config, "tp_generator",
-                                 f"fine-tune generator {generator}")
-            scheduler_class = getattr(diffusers_schedulers, self.spec(generator).scheduler)
+            vocabulary = scenes.vocabulary() + self.p.trainprove.prompt_template.replace("{}", " ").split()
+            pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, self.vae(generator), seed=config["seed"])
+            losses = train_denoiser(pipe.to(self.p.runtime.device), self.training_draw(generator)[0],
+                                    steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"],
+                                    seed=config["seed"], train_text_encoder=True,
+                                    checkpoint_dir=self.store.work_dir("tp_generator", config),
+                                    checkpoint_every=self.p.runtime.checkpoint_every, desc=f"train generator {generator}",
+                                    show_progress=self.show_progress)
+            scheduler_class = getattr(diffusers_schedulers, spec.scheduler)
             pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
-            models.save_pipeline(pipe, tmp)
+            models.save_pipeline(pipe.to("cpu"), tmp)
             (tmp / "losses.json").write_text(json.dumps(losses))
 
         return str(self.store.get_or_build("tp_generator", config, build))
 
-    def _train(self, pipe, data: CaptionedImageSet, config: dict, kind: str, desc: str) -> list[float]:
-        return train_denoiser(pipe, data, steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"],
-                              seed=config["seed"], train_text_encoder=True, checkpoint_dir=self.store.work_dir(kind, config),
-                              checkpoint_every=self.p.runtime.checkpoint_every, desc=desc, show_progress=self.show_progress)
-
     def build_analogues(self, n_jobs: int) -> None:
-        """Every training draw, then the autoencoders, the bases and the analogues, each stage fanned out."""
+        """Every training draw, then the autoencoders and the analogues, each stage fanned out."""
         for draw in [REAL] + self.generators:
             self.training_draw(draw)
         for kind, config_of, method, desc in (("tp_vae", self.vae_config, "vae", "VAEs"),
-                                              ("tp_base", self.base_config, "base_location", "generator bases"),
                                               ("tp_generator", self.analogue_config, "analogue_location", "generators")):
             owners = {config_hash(config_of(g)): g for g in self.generators}  # one build per distinct artifact
             fan_out(self, method, [g for g in owners.values() if not self.store.exists(kind, config_of(g))], n_jobs, desc)

@@ -53,17 +53,16 @@ class TrainProVe(Section):
     generator_images: int = setting(2000, positive_int)  # CPU scale: each analogue's own draw of labelled training images
     # CPU scale: the analogues' autoencoder training steps, apart from the attribution world's (models.vae_steps)
     vae_steps: int = setting(1500, positive_int)
-    # CPU scale: the analogues are fine-tuned from one base per tiny architecture, pre-trained for
-    # ``generator_base_steps`` on the uniform (unstyled) object world with bare class captions, as a public backbone
-    # would be; each analogue then fine-tunes it for ``generator_steps`` on its own styled draw, so its look and
-    # attribute frequencies come from its own data. From scratch, an analogue needs ~1500 steps to draw its classes
-    # (class fidelity 0.46 / 0.75 / 0.77 after 750 / 1500 / 2250 steps, sd14, data/pilots/tp_fidelity_pilot_sd14_c16.csv;
-    # Min-SNR weighting or an EMA of the weights did not learn faster: ..._c16_ema.csv), and four such runs do not fit
-    # the 15-minute notebook; one base and four short fine-tunes do. Batch size and learning rate are the from-scratch
-    # recipe's (lr per tiny architecture, ``models.TINY_ARCHITECTURES``: the larger v2 stays at chance at 4e-3,
-    # data/pilots/tp_fidelity_pilot_pixart*.csv)
-    generator_base_steps: int = setting(1500, positive_int)
-    generator_steps: int = setting(500, positive_int)
+    # CPU scale: denoiser training steps, batch size and learning rate of each analogue (trained from scratch on its
+    # own draw, provlib.trainprove.analogues). Chosen on the generators' own class fidelity (a classifier trained on a
+    # generator's images, tested on fresh ones from it), never on suspects (tools/pilot_tp_fidelity.py,
+    # data/pilots/tp_fidelity_pilot*.csv): small shapes do not survive a 4x VAE at 32 px; for sd14, lr 6e-4 with half
+    # the captions detailed reached 0.71 after 4000 steps, lr 4e-3 on bare class captions 0.82 after 1500 (guidance 9).
+    # The learning rate is per tiny architecture (``models.TINY_ARCHITECTURES``): the larger v2 stays at chance at 4e-3
+    # (data/pilots/tp_fidelity_pilot_pixart*.csv). With house styles and 16 px classifiers, sd14 reaches 0.46 / 0.75 /
+    # 0.77 after 750 / 1500 / 2250 steps (..._sd14_c16.csv; an EMA of the weights or Min-SNR weighting did not learn
+    # faster). 1250 is what four analogues can take within the 15-minute notebook on 2 cores
+    generator_steps: int = setting(1250, positive_int)
     generator_batch_size: int = setting(32, positive_int)
     generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
     # CPU scale: sampling steps of an analogue where they differ from its real model's (the table's ``steps``). The
@@ -79,9 +78,12 @@ class TrainProVe(Section):
     # CPU scale: how strongly each analogue's training images carry its house style (provlib.trainprove.styles;
     # 0: none, the generators then differ only in attribute frequencies, architecture and sampler)
     style_strength: float = setting(1.0, number(0, 2, text="a number from 0 (no house style) to 2"))
-    pool_per_class: int = setting(200, positive_int)   # per generator: the generated pool suspects sample from
+    pool_per_class: int = setting(150, positive_int)   # per generator: the generated pool suspects sample from
     train_per_class: int = setting(100, positive_int)  # a suspect's (and the shadow's) training images per class
-    test_per_class: int = setting(50, positive_int)    # the defender's fresh test images per class and generator
+    # the defender's fresh test (validation) images per class and generator. Grubbs' threshold is its critical value
+    # times the shadow's spread over batches of them, and a batch of 20 images leaves a 0.7-accurate shadow a binomial
+    # spread of 0.10 (threshold 0.25 at n = 15); 100 per class give batches of 40 (spread 0.07, threshold 0.17)
+    test_per_class: int = setting(100, positive_int)
     suspect_seeds: int = setting(4, positive_int)      # suspects per training source
     # each suspect's training recipe, unlike the shadow's (the small CNN, lr 2e-3, no weight decay, batch 64,
     # cross-entropy): the k-th suspect of a source takes the k-th architecture in turn, the rest is drawn per suspect

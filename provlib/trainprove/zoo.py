@@ -101,8 +101,7 @@ class GeneratorZoo(CpuAnalogues):
             spec = self.spec(g)
             rows.append({"generator": g, **{k: v for k, v in asdict(spec).items() if k != "name"},
                          "sampling_steps": self.sampling(g)["num_inference_steps"], "train_images": self.p.trainprove.generator_images,
-                         "base_steps": self.p.trainprove.generator_base_steps,
-                         "fine_tune_steps": self.p.trainprove.generator_steps, "train_lr": self.generator_lr(g)})
+                         "train_steps": self.p.trainprove.generator_steps, "train_lr": self.generator_lr(g)})
         return rows
 
     # ---- generators ---------------------------------------------------------------------------------
