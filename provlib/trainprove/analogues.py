@@ -96,7 +96,9 @@ class CpuAnalogues:
 
     def analogue_config(self, generator: str) -> dict:
         p = self.p
-        return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": asdict(self.spec(generator)),
+        # sampling steps and guidance are applied at sampling time: they never retrain an analogue
+        trained = {k: v for k, v in asdict(self.spec(generator)).items() if k not in ("steps", "guidance_scale")}
+        return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": trained,
                 "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
                 "batch_size": p.trainprove.generator_batch_size, "lr": self.generator_lr(generator),
                 "seed": derive_seed(p.seed, "tp-generator", generator),

@@ -42,16 +42,17 @@ class GeneratorSpec:
     latent_channels: int = models.LATENT_CHANNELS
 
 
-# Guidance 9 for every analogue: the tiny, briefly trained models show their class only under strong guidance
-# (owner-side pilot: sd14's class fidelity 0.77 at guidance 6, 0.82 at 9); the real LCM's low guidance is not copied.
-# All four are the v1 tiny architecture on one autoencoder: a second architecture needs its own base and a second
-# autoencoder its own base too, and neither fits the 15-minute notebook (a v2 step costs 1.7 times a v1 step); the
-# analogues differ through their training data and samplers
+# Guidance 25 for every analogue: the tiny, briefly trained models show their class only under strong guidance
+# (owner-side, sd14 trained 1250 steps at seed 0: class fidelity 0.62 / 0.75 / 0.82 at guidance 9 / 15 / 25,
+# data/pilots/tp_guidance_pilot_sd14.csv; earlier, 0.77 at 6 and 0.82 at 9 after 1500 steps without house styles);
+# the real models' low guidance is not copied. All four are the v1 tiny architecture on one autoencoder: a v2 step
+# costs 1.7 times a v1 step and a second autoencoder 2.5 minutes, which the 15-minute notebook cannot take; the
+# analogues differ through their training data (draw and house style), seeds and samplers
 CPU_GENERATORS = {
-    "sd14": GeneratorSpec("sd14", "Stable Diffusion v1.4", "v1", "DDIMScheduler", 20, 9.0, "shared"),
-    "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 4, 9.0, "shared"),
-    "pixart": GeneratorSpec("pixart", "PixArt-alpha", "v1", "DPMSolverMultistepScheduler", 14, 9.0, "shared"),
-    "cascade": GeneratorSpec("cascade", "Stable Cascade", "v1", "EulerAncestralDiscreteScheduler", 20, 9.0, "shared"),
+    "sd14": GeneratorSpec("sd14", "Stable Diffusion v1.4", "v1", "DDIMScheduler", 20, 25.0, "shared"),
+    "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 4, 25.0, "shared"),
+    "pixart": GeneratorSpec("pixart", "PixArt-alpha", "v1", "DPMSolverMultistepScheduler", 14, 25.0, "shared"),
+    "cascade": GeneratorSpec("cascade", "Stable Cascade", "v1", "EulerAncestralDiscreteScheduler", 20, 25.0, "shared"),
 }
 # Each model card's recommended sampling for the real checkpoints (paper scale)
 PAPER_SAMPLING = {
