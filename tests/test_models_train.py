@@ -80,6 +80,36 @@ def test_resumed_training_matches_uninterrupted(tiny_data, tmp_path):
     np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6)
 
 
+def test_weight_average_is_left_in_the_pipeline_and_resumes_exactly(tiny_data, tmp_path):
+    """``ema_decay`` ends on the averaged weights, and a run resumed from a checkpoint ends on the same ones."""
+    def fresh():
+        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
+
+    kwargs = dict(steps=6, batch_size=4, lr=1e-3, seed=7, show_progress=False)
+    plain, averaged = fresh(), fresh()
+    train_denoiser(plain, tiny_data, **kwargs)
+    train_denoiser(averaged, tiny_data, **kwargs, ema_decay=0.999)
+    weight = "conv_in.weight"
+    assert not torch.allclose(plain.unet.state_dict()[weight], averaged.unet.state_dict()[weight])
+    train_denoiser(fresh(), tiny_data, **{**kwargs, "steps": 4}, ema_decay=0.999, checkpoint_dir=tmp_path,
+                   checkpoint_every=3)
+    assert (tmp_path / "step-3" / "ema_unet.pt").exists()
+    resumed = fresh()
+    train_denoiser(resumed, tiny_data, **kwargs, ema_decay=0.999, checkpoint_dir=tmp_path, checkpoint_every=3)
+    torch.testing.assert_close(resumed.unet.state_dict()[weight], averaged.unet.state_dict()[weight], rtol=1e-4, atol=1e-6)
+
+
+def test_min_snr_weighting_changes_the_loss_and_not_the_draws(tiny_data):
+    def fresh():
+        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
+
+    kwargs = dict(steps=3, batch_size=4, lr=1e-3, seed=7, show_progress=False)
+    plain = train_denoiser(fresh(), tiny_data, **kwargs)
+    weighted = train_denoiser(fresh(), tiny_data, **kwargs, snr_gamma=5.0)
+    # min(SNR, 5) / SNR <= 1: the first step's loss (same weights, same draws) can only shrink
+    assert weighted[0] <= plain[0] and weighted != plain
+
+
 def test_two_runs_of_one_training_share_a_checkpoint_folder(tmp_path):
     """Two notebooks building the same artifact save the same step: the second save must not fail."""
     from provlib.core.train import _latest_checkpoint, _save_checkpoint

@@ -126,7 +126,8 @@ def pinned_08():
 # reductions than the machine the first set was taken on, with the same locked packages), so a value may match either
 # machine's set, but all of a notebook's values must match the same one. The first machine's 06 values predate the
 # RMS-40 dataset mark (RMS 32 before it) and are not known for it: there 06 must be re-pinned. The second set's 06 was
-# re-pinned at stop 40 for the base-paired image-only test (bit accuracy 0.550781 before).
+# re-pinned at stop 40 for the base-paired image-only test (bit accuracy 0.550781 before). Likewise 07 since issue 18's
+# 15-minute recipe (16 px classifiers, analogues on one autoencoder): the first machine's 07 values are not known for it.
 # Take a pin from the whole suite (make test), not from one test run alone: the session shares its smoke artifacts
 # across tests, and 06's smoke test run alone measured 0.553711 / 0.000224 where the suite measures the pin below.
 EXPECTED_BY_MACHINE = [
@@ -136,7 +137,6 @@ EXPECTED_BY_MACHINE = [
         "03": {"delta0": 0.03, "shadow conf gap": 0.145833},
         "04": {"strategy 1+2 mean conf": 0.180556},
         "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
-        "07": {"Fisher rule mean p-value": 0.655622, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.169231},
         "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963583},
     },
     {  # Intel Xeon with AVX-512 (torch.backends.cpu.get_cpu_capability() == "AVX512"), 2026-12-03
@@ -146,7 +146,7 @@ EXPECTED_BY_MACHINE = [
         "04": {"strategy 1+2 mean conf": 0.208333},
         "05": {"Table 1 mean AUC": 0.5, "best shadow CV AUC": 0.708333},
         "06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.008415},
-        "07": {"Fisher rule mean p-value": 0.657528, "TrainProVe-Ent mean p-value": 0.833581, "suspect accuracy": 0.164744},
+        "07": {"Fisher rule mean p-value": 0.649612, "TrainProVe-Ent mean p-value": 0.888889, "suspect accuracy": 0.166667},
         "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963563},
     },
 ]
