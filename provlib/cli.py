@@ -30,6 +30,7 @@ import yaml
 from provlib.core.errors import ParameterError
 from provlib.core.paths import REPO_ROOT, cache_dir, outputs_dir, results_dir
 from provlib.core.store import MARKER, atomic_write_text
+from provlib.pilot_cli import parse_assignment
 from provlib.presets import PRESETS, load_preset, resolve_name
 from provlib.verify import commands as verify_commands
 
@@ -217,14 +218,6 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
         history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
         atomic_write_text(runs_file, history.to_csv(index=False))
     return table
-
-
-def parse_assignment(text: str) -> tuple[str, object]:
-    """``key=value`` -> (key, value), the value read as YAML (numbers, lists, dicts, true/false), as papermill's -y."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ParameterError("-p", "key=value, e.g. -p suspect_steps=800", text)
-    return key.strip(), yaml.safe_load(value)
 
 
 def read_parameter_file(path: str) -> dict:

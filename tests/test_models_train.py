@@ -99,6 +99,30 @@ def test_weight_average_is_left_in_the_pipeline_and_resumes_exactly(tiny_data, t
     torch.testing.assert_close(resumed.unet.state_dict()[weight], averaged.unet.state_dict()[weight], rtol=1e-4, atol=1e-6)
 
 
+def test_a_decaying_learning_rate_resumes_on_its_schedule(tiny_data, tmp_path):
+    """A cosine schedule trains otherwise than a constant rate, and a resumed run continues it where it stopped."""
+    def fresh():
+        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
+
+    kwargs = dict(steps=6, batch_size=4, lr=1e-3, seed=7, show_progress=False)
+    constant, decayed = fresh(), fresh()
+    constant_losses = train_denoiser(constant, tiny_data, **kwargs)
+    decayed_losses = train_denoiser(decayed, tiny_data, **kwargs, lr_schedule="cosine")
+    assert decayed_losses[0] == pytest.approx(constant_losses[0])  # the first step runs at the full rate
+    weight = "conv_in.weight"
+    assert not torch.allclose(constant.unet.state_dict()[weight], decayed.unet.state_dict()[weight])
+    def crash(step):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed after step 4, with its checkpoint of step 3 saved
+        train_denoiser(fresh(), tiny_data, **kwargs, lr_schedule="cosine", checkpoint_dir=tmp_path, checkpoint_every=3,
+                       after_step=crash)
+    resumed = fresh()
+    train_denoiser(resumed, tiny_data, **kwargs, lr_schedule="cosine", checkpoint_dir=tmp_path, checkpoint_every=3)
+    torch.testing.assert_close(resumed.unet.state_dict()[weight], decayed.unet.state_dict()[weight], rtol=1e-4, atol=1e-6)
+
+
 def test_min_snr_weighting_changes_the_loss_and_not_the_draws(tiny_data):
     def fresh():
         return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)

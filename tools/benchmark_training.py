@@ -10,7 +10,6 @@ row per variant, to ``training_throughput.csv``.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -22,10 +21,10 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.train import encode_latents, train_denoiser  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 WARMUP = 10
@@ -73,18 +72,14 @@ def workbook_loop(pipe, data, steps: int, batch: int, lr: float, channels_last: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "training_throughput")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a preset field for the world and bases (YAML value), e.g. --set vae_downsampling=8")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = load_preset(args.preset, **dict(parse_assignment(item) for item in args.set))
+    preset = load_preset(args.preset, **preset_overrides(args))
     zoo = Zoo(preset, show_progress=False)
     base = zoo.load(zoo.base_location("v1"))
     data = zoo.dataset("faces", "private")
@@ -103,7 +98,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     plain = table[(table.loop == "bare PyTorch loop") & ~table.channels_last & ~table.fused_adamw]
     table["ratio_to_bare_loop"] = table.samples_per_second / table.batch_size.map(plain.set_index("batch_size").samples_per_second)
-    write_pilot_table(table, "training_throughput", preset, "tools/benchmark_training.py", args.out)
+    write_pilot_table(table, args.name, preset, "tools/benchmark_training.py", args.out)
     print(table.round(3).to_string())
 
 

@@ -13,7 +13,6 @@ level) on the shadows of a cached world, then score its test suspects; nothing i
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import provlib.attribution.calibration as calibration  # noqa: E402
 from provlib.attribution.instance import CONF_LEVEL_RULES  # noqa: E402
 from provlib.attribution.queries import AttributionZoo  # noqa: E402
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import read_table, write_pilot_table  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
@@ -52,13 +51,9 @@ def compare(zoo: AttributionZoo, chosen) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="conf_level_rule")
-    parser.add_argument("--out", default="data/pilots")
+    parser = pilot_parser(__doc__.split("\n")[0], "conf_level_rule")
     args = parser.parse_args(argv)
-    preset = load_preset(args.preset, **dict(parse_assignment(a) for a in args.set))
+    preset = load_preset(args.preset, **preset_overrides(args))
     thresholds = read_table("delta0", preset, "03_delta0_threshold")  # PROVLIB_RESULTS_DIR: a re-run's tables
     table = compare(AttributionZoo(preset, show_progress=False), thresholds[thresholds.selected].iloc[0])
     print(write_pilot_table(table, args.name, preset, "tools/check_conf_level_rule.py", args.out))

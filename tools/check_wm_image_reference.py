@@ -19,7 +19,6 @@ Writes one row per (model, tested licensee) with the three p-values.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.progress import tqdm  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.watermark.detect import detect  # noqa: E402
 from provlib.watermark.zoo import PLAIN, WatermarkZoo  # noqa: E402
@@ -73,13 +72,9 @@ def summary(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="wm_image_reference")
-    parser.add_argument("--out", default="data/pilots")
+    parser = pilot_parser(__doc__.split("\n")[0], "wm_image_reference")
     args = parser.parse_args(argv)
-    preset = load_preset(args.preset, **dict(parse_assignment(a) for a in args.set))
+    preset = load_preset(args.preset, **preset_overrides(args))
     table = image_reference_tests(WatermarkZoo(preset, show_progress=False))
     path = write_pilot_table(table, args.name, preset, "tools/check_wm_image_reference.py", args.out)
     print(path)

@@ -12,7 +12,6 @@ the variant was already in the cache).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.attribution.memorization import autoencoder_floor, same_caption_spread  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 DEFAULT_VARIANTS = ["cpu:8:8:16:800", "longer:8:8:16:2000", "16ch:8:16:16:800", "16ch-longer:8:16:16:2000",
@@ -31,15 +31,13 @@ DEFAULT_VARIANTS = ["cpu:8:8:16:800", "longer:8:8:16:2000", "16ch:8:16:16:800", 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "autoencoder_pilot")
     parser.add_argument("--variant", action="append", default=None, help="NAME:DOWNSAMPLING:CHANNELS:WIDTH:STEPS")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, **preset_overrides(args))
     zoo = Zoo(preset, show_progress=False)
     domains = {d: (zoo.dataset(d, "private"), zoo.dataset(d, "real")) for d in preset.world.source_domains}
     rows = []
@@ -59,7 +57,7 @@ def main() -> None:
                          "within_0.1": float((d < 0.1).mean()), "same_caption_real_spread": same_caption_spread(real),
                          "train_seconds": seconds, "threads": torch.get_num_threads()})
             print(rows[-1], flush=True)
-    write_pilot_table(pd.DataFrame(rows), "autoencoder_pilot", preset, "tools/pilot_autoencoder.py", args.out)
+    write_pilot_table(pd.DataFrame(rows), args.name, preset, "tools/pilot_autoencoder.py", args.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ world made here uses the owner's models only. Writes ``<name>.csv``, one row per
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -26,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.attribution.instance import best_key_distances  # noqa: E402
 from provlib.attribution.keys import select_keys  # noqa: E402
 from provlib.attribution.queries import AttributionZoo  # noqa: E402
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
+from provlib.pilot_cli import parse_assignment, pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 DELTA0S = (0.15, 0.22, 0.30)
@@ -66,18 +65,16 @@ def pilot_config(preset_name: str, overrides: dict, only: list[str] | None = Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "key_selection_pilot")
     parser.add_argument("--config", action="append", default=[], metavar='"KEY=VALUE ..."',
                         help="one world to try (preset fields, YAML values); repeatable; none: the preset itself")
     parser.add_argument("--sources", nargs="+", default=None,
                         help="only these sources (built alone, with what they need); default: every v1 source")
-    parser.add_argument("--name", default="key_selection_pilot")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
-    configs = [dict(parse_assignment(item) for item in shlex.split(text)) for text in args.config] or [{}]
+    configs = [{**preset_overrides(args), **dict(parse_assignment(item) for item in shlex.split(text))}
+               for text in args.config] or [preset_overrides(args)]
     table = pd.concat([pilot_config(args.preset, overrides, args.sources) for overrides in configs], ignore_index=True)
-    write_pilot_table(table, args.name, load_preset(args.preset), "tools/pilot_key_selection.py", args.out)
+    write_pilot_table(table, args.name, load_preset(args.preset, **preset_overrides(args)), "tools/pilot_key_selection.py", args.out)
     summary = (table.groupby(["config", "source", "answerer", "delta0", "strategy"], sort=False).conf.mean()
                .unstack("strategy").assign(difference=lambda t: t.strategy12 - t.random))
     print(summary.round(3).to_string())

@@ -12,7 +12,6 @@ Writes ``memorization_pilot.csv`` (one row per setting and step) under ``--out``
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,13 +19,13 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.attribution.memorization import copy_measures, same_caption_spread  # noqa: E402
 from provlib.core.generate import generate  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
 from provlib.core.train import train_denoiser  # noqa: E402
 from provlib.core.zoo import Zoo  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
@@ -70,8 +69,7 @@ def pilot(preset_name: str, steps: int, every: int, n_private: int, seeds: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu", help="the world and base models to use (smoke: a quick check)")
+    parser = pilot_parser(__doc__, "memorization_pilot")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--private", type=int, default=32)
@@ -81,15 +79,11 @@ def main() -> None:
     parser.add_argument("--base", default="v1", help="the base model to fine-tune (v2: a suspect's base)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's source recipe)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's source recipe)")
-    parser.add_argument("--name", default="memorization_pilot", help="the table's name under --out")
     parser.add_argument("--guidance", type=float, nargs="+", default=None,
                         help="guidance scales to measure at (default: the preset's)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a preset field for the world and bases (YAML value), e.g. --set identity_grid=4")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
     settings = {"frozen": [False], "trained": [True], "both": [False, True]}[args.setting]
-    overrides = dict(parse_assignment(item) for item in args.set)
+    overrides = preset_overrides(args)
     table = pd.concat([pilot(args.preset, args.steps, args.every, args.private, args.seeds, te, args.threads,
                              args.base, args.batch, args.lr, overrides, args.guidance) for te in settings],
                       ignore_index=True)

@@ -13,7 +13,6 @@ prints the wall time per suspect.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.attribution.calibration import key_distances, key_sets, select_delta0_for_decision  # noqa: E402
 from provlib.attribution.chain import signal_chain  # noqa: E402
 from provlib.attribution.queries import AttributionZoo  # noqa: E402
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.errors import ParameterError  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
@@ -72,18 +71,13 @@ def pilot(preset_name: str, overrides: dict, sources: list[str] | None, rhos: li
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a preset field (YAML value), e.g. --set suspect_steps=500; repeatable")
+    parser = pilot_parser(__doc__, "suspect_pilot")
     parser.add_argument("--sources", nargs="+", default=None, help="fine-tuned sources (default: all of the preset's)")
     parser.add_argument("--rho", type=float, nargs="+", default=[0.3])
     parser.add_argument("--models", type=int, default=2, help="shadow suspects per (source, rho)")
     parser.add_argument("--innocents", type=int, default=2, help="shadow innocents listed under each source")
-    parser.add_argument("--name", default="suspect_pilot")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
-    overrides = dict(parse_assignment(item) for item in args.set)
+    overrides = preset_overrides(args)
     table = pilot(args.preset, overrides, args.sources, args.rho, args.models, args.innocents)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_suspects.py", args.out)
     print(table.round(3).to_string(index=False))

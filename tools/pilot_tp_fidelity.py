@@ -1,14 +1,15 @@
 """Owner-side pilot for issue 18: how fast does a CPU generator analogue learn to draw its classes?
 
     python tools/pilot_tp_fidelity.py [--preset cpu] [--generator sd14] [--at 500,1000,2000] [--guidance 3,6]
-                                      [--snr-gamma 5] [--ema-decay 0.999]
+                                      [--snr-gamma 5] [--ema-decay 0.999] [--lr-schedule cosine --warmup 50]
+                                      [--text-encoder trained]
                                       [--set tp_style_strength=1 ...] [--name tp_fidelity_pilot] [--out data/pilots]
     python tools/pilot_tp_fidelity.py --generator lcm --sampling-steps 4,8,12 [...]
 
-Trains one generator analogue from scratch on notebook 07's data draw, VAE, architecture and recipe (07 itself
-fine-tunes a pre-trained base instead, ``tp_generator_base_steps``) up to the largest step of ``--at`` and measures
-its class fidelity at every step of ``--at``: a classifier (the shadow's
-recipe) trained on ``--per-class`` of its class-prompted images per class and tested on as many fresh ones. Also
+Trains one generator analogue from scratch on notebook 07's data draw, VAE, architecture and recipe (the text
+encoder frozen or trained as ``provlib.trainprove.analogues.TRAIN_TEXT_ENCODER`` says, unless ``--text-encoder``)
+up to the largest step of ``--at`` and measures its class fidelity at every step of ``--at``: a classifier (the
+shadow's recipe) trained on ``--per-class`` of its class-prompted images per class and tested on as many fresh ones. Also
 reported, as ceilings: the same classifier on rendered images of that generator's draw, and on their reconstructions
 through the generator's VAE. No suspect is built or read. Writes ``<name>.csv``, one row per measured step.
 With ``--sampling-steps`` it trains nothing: it samples notebook 07's generator (from the cache) with each number
@@ -16,7 +17,6 @@ of sampling steps and measures the same class fidelity.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core import models, scenes  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
 from provlib.core.train import train_denoiser  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
+from provlib.trainprove.analogues import TRAIN_TEXT_ENCODER  # noqa: E402
 from provlib.trainprove.classifier import predict, train_classifier  # noqa: E402
 from provlib.trainprove.generators import generate_labelled, load_generator  # noqa: E402
 from provlib.trainprove.zoo import TrainProVeZoo  # noqa: E402
@@ -63,7 +64,8 @@ def class_fidelity(pipe, zoo: TrainProVeZoo, sampling: dict, per_class: int, see
 
 
 def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overrides: dict,
-          guidance: list[float] = (), snr_gamma: float | None = None, ema_decay: float | None = None) -> pd.DataFrame:
+          guidance: list[float] = (), snr_gamma: float | None = None, ema_decay: float | None = None,
+          lr_schedule: str = "constant", lr_warmup_steps: int = 0, train_text_encoder: bool = TRAIN_TEXT_ENCODER) -> pd.DataFrame:
     preset = load_preset(preset_name, **{**overrides, "tp_generator_steps": max(at)})
     zoo = TrainProVeZoo(preset, show_progress=False)
     tp, n_classes, epochs = preset.trainprove, len(zoo.classes), preset.trainprove.classifier_epochs
@@ -95,12 +97,14 @@ def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overr
             rows.append({"generator": generator, "step": step, "guidance_scale": scale, "class_fidelity": fidelity,
                          "train_s": round(trained_s), "vae_s": round(vae_seconds),
                          "rendered_accuracy": ceilings["rendered"], "reconstructed_accuracy": ceilings["reconstructed"],
-                         "snr_gamma": snr_gamma, "ema_decay": ema_decay, **{k: str(v) for k, v in overrides.items()}})
+                         "snr_gamma": snr_gamma, "ema_decay": ema_decay, "lr_schedule": lr_schedule,
+                         "lr_warmup_steps": lr_warmup_steps, "seed": preset.seed,
+                         "train_text_encoder": train_text_encoder, **{k: str(v) for k, v in overrides.items()}})
             print(rows[-1], flush=True)
 
     train_denoiser(pipe, data, steps=max(at), batch_size=tp.generator_batch_size, lr=zoo.generator_lr(generator),
-                   seed=seed, train_text_encoder=True, desc=f"train {generator}", show_progress=False, after_step=measure,
-                   snr_gamma=snr_gamma, ema_decay=ema_decay)
+                   seed=seed, train_text_encoder=train_text_encoder, desc=f"train {generator}", show_progress=False, after_step=measure,
+                   snr_gamma=snr_gamma, ema_decay=ema_decay, lr_schedule=lr_schedule, lr_warmup_steps=lr_warmup_steps)
     return pd.DataFrame(rows)
 
 
@@ -126,8 +130,7 @@ def sampling_pilot(preset_name: str, generator: str, sampling_steps: list[int], 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "tp_fidelity_pilot")
     parser.add_argument("--generator", default="sd14")
     parser.add_argument("--at", default="500,1000,2000", help="steps at which to measure, comma-separated")
     parser.add_argument("--per-class", type=int, default=100)
@@ -137,18 +140,22 @@ def main() -> None:
                         "generator (cached) with each of these step counts, comma-separated")
     parser.add_argument("--snr-gamma", type=float, default=None, help="train with Min-SNR loss weighting at this gamma")
     parser.add_argument("--ema-decay", type=float, default=None, help="measure (and end on) an EMA of the weights")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="tp_fidelity_pilot")
-    parser.add_argument("--out", default="data/pilots")
+    parser.add_argument("--lr-schedule", default=None, help="diffusers learning-rate schedule over the largest "
+                        "step of --at (constant, cosine, linear...); with a decaying one, only that last step is final")
+    parser.add_argument("--text-encoder", choices=("frozen", "trained"), default=None, help="keep the text encoder at "
+                        "its initialisation or train it with the UNet (default: as notebook 07's analogues do)")
+    parser.add_argument("--warmup", type=int, default=0, help="linear warm-up steps of --lr-schedule")
     args = parser.parse_args()
-    overrides = dict(parse_assignment(a) for a in args.set)
+    overrides = preset_overrides(args)
     guidance = [float(g) for g in args.guidance.split(",") if g]
     if args.sampling_steps:
         table = sampling_pilot(args.preset, args.generator, [int(s) for s in args.sampling_steps.split(",")],
                                args.per_class, overrides, guidance)
     else:
         table = pilot(args.preset, args.generator, sorted(int(s) for s in args.at.split(",")), args.per_class,
-                      overrides, guidance, args.snr_gamma, args.ema_decay)
+                      overrides, guidance, args.snr_gamma, args.ema_decay,
+                      args.lr_schedule or load_preset(args.preset, **overrides).trainprove.generator_lr_schedule, args.warmup,
+                      TRAIN_TEXT_ENCODER if args.text_encoder is None else args.text_encoder == "trained")
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_tp_fidelity.py", args.out)
     print(table.round(3).to_string(index=False))
 

@@ -12,7 +12,6 @@ are never built or read, so a generator recipe chosen here is chosen on the owne
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.fanout import fan_out  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.trainprove.owner_checks import generator_attribution, transfer_matrix  # noqa: E402
 from provlib.trainprove.study import outputs  # noqa: E402
@@ -59,13 +58,9 @@ def pilot(preset_name: str, overrides: dict) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="tp_generator_pilot")
-    parser.add_argument("--out", default="data/pilots")
+    parser = pilot_parser(__doc__, "tp_generator_pilot")
     args = parser.parse_args()
-    overrides = dict(parse_assignment(a) for a in args.set)
+    overrides = preset_overrides(args)
     table = pilot(args.preset, overrides)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_tp_generators.py", args.out)
     print(table.round(3).to_string(index=False))

@@ -16,16 +16,15 @@ images should be rejected by all. Every model is asked once; its per-batch accur
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.trainprove.classifier import draw_recipe, logits, train_classifier  # noqa: E402
 from provlib.trainprove.generators import REAL  # noqa: E402
@@ -69,15 +68,11 @@ def pilot(preset, families: list[str], batch_counts: list[int]) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "tp_grubbs_batches_pilot")
     parser.add_argument("--families", default="cnn,resnet,vit")
     parser.add_argument("--batches", default="5,10,15,20,30")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="tp_grubbs_batches_pilot")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
-    preset = load_preset(args.preset, **dict(parse_assignment(a) for a in args.set))
+    preset = load_preset(args.preset, **preset_overrides(args))
     table = pilot(preset, [f for f in args.families.split(",") if f], [int(n) for n in args.batches.split(",")])
     write_pilot_table(table, args.name, preset, "tools/pilot_tp_grubbs_batches.py", args.out)
     print(batch_count_summary(table).round(3).to_string())

@@ -11,7 +11,6 @@ suspect is built or read. Writes ``<name>.csv``, one row per (generator, family,
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -19,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.trainprove.classifier import ARCHITECTURES, draw_recipe, logits, train_classifier  # noqa: E402
 from provlib.trainprove.grubbs import batch_scores, grubbs_test  # noqa: E402
@@ -55,16 +54,12 @@ def pilot(preset, generators: list[str], families: list[str], n_recipes: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "tp_suspect_families_pilot")
     parser.add_argument("--generators", default="", help="comma-separated (default: the preset's)")
     parser.add_argument("--families", default=",".join(ARCHITECTURES))
     parser.add_argument("--recipes", type=int, default=2, help="recipes drawn per family and generator")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="tp_suspect_families_pilot")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
-    preset = load_preset(args.preset, **dict(parse_assignment(a) for a in args.set))
+    preset = load_preset(args.preset, **preset_overrides(args))
     generators = [g for g in args.generators.split(",") if g] or list(preset.trainprove.generators)
     table = pilot(preset, generators, [f for f in args.families.split(",") if f], args.recipes)
     write_pilot_table(table, args.name, preset, "tools/pilot_tp_suspect_families.py", args.out)

@@ -30,7 +30,6 @@ Writes one row per (model, tested licensee, calibration) with the p-value.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -39,10 +38,10 @@ import pandas as pd
 from safetensors.numpy import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.fanout import fan_out  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import atomic_save_arrays, config_hash, derive_seed  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.watermark.detect import sign_flip_p_values  # noqa: E402
 from provlib.watermark.zoo import WatermarkZoo  # noqa: E402
@@ -125,17 +124,13 @@ def run(preset_name: str, models: int, clean: int, overrides: dict, out_dir: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "wm_calibration_pilot")
     parser.add_argument("--models", type=int, default=8, help="marked fine-tunes (licensees in turn)")
     parser.add_argument("--clean", type=int, default=6, help="clean fine-tunes")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="wm_calibration_pilot")
     parser.add_argument("--answers", default="data/cache/pilot_wm_calibration", help="where the paired answers are cached")
-    parser.add_argument("--out", default="data/pilots")
     parser.add_argument("--unmarked", action="store_true", help="also ask unmarked captions with and without the trigger")
     args = parser.parse_args()
-    overrides = dict(parse_assignment(a) for a in args.set)
+    overrides = preset_overrides(args)
     table = run(args.preset, args.models, args.clean, overrides, Path(args.answers), args.unmarked)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_wm_calibration.py", args.out)
     marked = table[table.trained_on_mark]

@@ -14,7 +14,6 @@ marked images against the clean ones) and the fine-tune's seconds.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provlib.cli import parse_assignment  # noqa: E402
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.core.store import derive_seed  # noqa: E402
+from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 from provlib.watermark.detect import detect  # noqa: E402
 from provlib.watermark.schemes import image_quality  # noqa: E402
@@ -79,18 +78,14 @@ def run(preset_name: str, strengths: list[float], strategies: list[str], fractio
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser = pilot_parser(__doc__, "wm_mark_pilot")
     parser.add_argument("--strengths", default="4,8,16")
     parser.add_argument("--strategies", default="trigger")
     parser.add_argument("--fraction", type=float, default=0.02)
     parser.add_argument("--models", type=int, default=2, help="marked fine-tunes per strength and strategy")
     parser.add_argument("--clean", type=int, default=2, help="clean fine-tunes")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset field")
-    parser.add_argument("--name", default="wm_mark_pilot")
-    parser.add_argument("--out", default="data/pilots")
     args = parser.parse_args()
-    overrides = dict(parse_assignment(a) for a in args.set)
+    overrides = preset_overrides(args)
     table = run(args.preset, [float(s) for s in args.strengths.split(",")], args.strategies.split(","),
                 args.fraction, args.models, args.clean, overrides)
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_wm_mark.py", args.out)

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from safetensors.torch import load_file, save_file
 
@@ -116,7 +118,7 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
                    checkpoint_dir: Path | None = None, checkpoint_every: int = 500, mixed_precision: str = "no",
                    desc: str = "fine-tune", show_progress: bool = True,
                    after_step: Callable[[int], None] | None = None, snr_gamma: float | None = None,
-                   ema_decay: float | None = None) -> list[float]:
+                   ema_decay: float | None = None, lr_schedule: str = "constant", lr_warmup_steps: int = 0) -> list[float]:
     """Fine-tune ``pipe.unet`` (and the text encoder when pre-training) in place; returns the loss per step.
 
     ``caption_dropout`` replaces a share of captions with the empty prompt so classifier-free guidance works.
@@ -128,6 +130,8 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
     ``ema_decay`` keeps an exponential moving average of the trained weights (diffusers' ``EMAModel``, with its
     (1 + k) / (10 + k) warm-up) and leaves the averaged weights in ``pipe``: a short run at a high learning rate
     ends on a noisy iterate, its average draws better. ``after_step`` then sees the averaged weights too.
+    ``lr_schedule`` is any of diffusers' schedule names (``constant``, ``cosine``, ``linear``...) over ``steps``, after
+    ``lr_warmup_steps`` of linear warm-up: a decaying rate lets a short run settle instead of ending on a noisy iterate.
     """
     device = pipe.unet.device
     # accelerate keeps one process-wide state; a run with another precision or device in the same process (a
@@ -174,6 +178,11 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
     prepared = accelerator.prepare(*modules.values(), optimizer)
     optimizer = prepared[-1]
     unet = prepared[0]
+    schedule = get_scheduler(lr_schedule, optimizer, num_warmup_steps=lr_warmup_steps, num_training_steps=steps)
+    with warnings.catch_warnings():  # replaying a resumed run's schedule steps it before any optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            schedule.step()
 
     progress = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not show_progress, mininterval=5)
     for step in progress:
@@ -201,6 +210,7 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
+        schedule.step()
         for name, average in averages.items():
             average.step(modules[name].parameters())
         losses.append(float(loss.detach()))

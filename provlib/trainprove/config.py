@@ -65,6 +65,8 @@ class TrainProVe(Section):
     generator_steps: int = setting(1250, positive_int)
     generator_batch_size: int = setting(32, positive_int)
     generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
+    # the learning rate's course over those steps (diffusers' schedule names)
+    generator_lr_schedule: str = setting("constant", choice("constant", "cosine", "linear"))
     # CPU scale: sampling steps of an analogue where they differ from its real model's (the table's ``steps``). The
     # real LCM is distilled for 4 steps; its analogue is not, and its class fidelity at 4 / 8 / 12 steps is 0.59 /
     # 0.66 / 0.79 at seed 0 and 0.53 / 0.68 / 0.74 at seed 1 (tools/pilot_tp_fidelity.py --sampling-steps,
