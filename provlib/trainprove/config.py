@@ -54,19 +54,22 @@ class TrainProVe(Section):
     # CPU scale: the analogues' autoencoder training steps, apart from the attribution world's (models.vae_steps)
     vae_steps: int = setting(1500, positive_int)
     # CPU scale: denoiser training steps, batch size and learning rate of each analogue (trained from scratch on its
-    # own draw, provlib.trainprove.analogues). Chosen on the generators' own class fidelity (a classifier trained on a
-    # generator's images, tested on fresh ones from it), never on suspects (tools/pilot_tp_fidelity.py,
-    # data/pilots/tp_fidelity_pilot*.csv): small shapes do not survive a 4x VAE at 32 px; for sd14, lr 6e-4 with half
-    # the captions detailed reached 0.71 after 4000 steps, lr 4e-3 on bare class captions 0.82 after 1500 (guidance 9).
-    # The learning rate is per tiny architecture (``models.TINY_ARCHITECTURES``): the larger v2 stays at chance at 4e-3
-    # (data/pilots/tp_fidelity_pilot_pixart*.csv). With house styles and 16 px classifiers, sd14 reaches 0.46 / 0.75 /
-    # 0.77 after 750 / 1500 / 2250 steps (..._sd14_c16.csv; an EMA of the weights or Min-SNR weighting did not learn
-    # faster). 1250 is what four analogues can take within the 15-minute notebook on 2 cores
-    generator_steps: int = setting(1250, positive_int)
+    # own draw, its text encoder frozen, provlib.trainprove.analogues). Chosen on the generators' own class fidelity
+    # (a classifier trained on a generator's images, tested on fresh ones from it), never on suspects
+    # (tools/pilot_tp_fidelity.py, data/pilots/tp_fidelity_pilot*.csv and tp_frozen_te_pilot_*.csv): small shapes do
+    # not survive a 4x VAE at 32 px; bare class captions at lr 4e-3 learn the class in a fraction of the steps of
+    # detailed captions at 6e-4. The learning rate is per tiny architecture (``models.TINY_ARCHITECTURES``): the
+    # larger v2 stays at chance at 4e-3 (data/pilots/tp_fidelity_pilot_pixart*.csv). With the text encoder frozen, the
+    # weakest analogue (pixart) at a constant rate swings from one step to the next (seed 0: 0.71 / 0.93 / 0.93 at
+    # 1750 / 2000 / 2500 steps, seed 1: 0.79 / 0.70 / 0.83); decaying the rate to zero over 2000 steps (cosine) ends
+    # it at 0.88 and 0.82 (tp_frozen_te_cosine_pilot_*.csv). 2000 steps is what four analogues can take within the
+    # 15-minute notebook on 2 cores. (With the text encoder trained, the cosine schedule did not help:
+    # tp_seed_sweep_owner_cosine_lr.csv.)
+    generator_steps: int = setting(2000, positive_int)
     generator_batch_size: int = setting(32, positive_int)
     generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
     # the learning rate's course over those steps (diffusers' schedule names)
-    generator_lr_schedule: str = setting("constant", choice("constant", "cosine", "linear"))
+    generator_lr_schedule: str = setting("cosine", choice("constant", "cosine", "linear"))
     # CPU scale: sampling steps of an analogue where they differ from its real model's (the table's ``steps``). The
     # real LCM is distilled for 4 steps; its analogue is not, and its class fidelity at 4 / 8 / 12 steps is 0.59 /
     # 0.66 / 0.79 at seed 0 and 0.53 / 0.68 / 0.74 at seed 1 (tools/pilot_tp_fidelity.py --sampling-steps,
