@@ -180,3 +180,24 @@ def test_owner_checks_name_a_separable_generator_and_mark_fidelity():
     answers = {"shadow_dark": {"dark": labels["dark"], "bright": 1 - labels["bright"]}}
     transfer = transfer_matrix(answers, labels, {"dark": "shadow_dark"}).set_index("tested_on")
     assert transfer.accuracy.to_dict() == {"dark": 1.0, "bright": 0.0} and transfer.own.to_dict() == {"dark": True, "bright": False}
+
+
+def test_generator_attribution_tells_apart_generators_that_differ_only_by_the_side_of_their_light():
+    """Two house styles lit from opposite sides: a mirrored image of one is the other's, so flips must stay off."""
+    from provlib.trainprove.classifier import predict, train_classifier
+    from provlib.trainprove.owner_checks import generator_attribution
+    from provlib.trainprove.test import LabelledImages
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(60, 200, 16)[None, None, :, None]
+
+    def lit(from_left: bool, n=60):
+        light = ramp[..., ::-1, :] if from_left else ramp
+        return LabelledImages((light + rng.integers(0, 30, (n, 16, 16, 3))).clip(0, 255).astype(np.uint8), np.zeros(n, int))
+    train, test = {"left": lit(True), "right": lit(False)}, {"left": lit(True), "right": lit(False)}
+    accuracy, _ = generator_attribution(train, test, epochs=15, seed=0)
+    assert accuracy >= 0.95
+    # the same classifier trained with flips cannot tell them apart: the test would fail if attribution flipped
+    images = np.concatenate([train["left"].images, train["right"].images])
+    model, _ = train_classifier(images, np.repeat([0, 1], 60), 2, epochs=15, seed=0)
+    flipped_accuracy = (predict(model, np.concatenate([test["left"].images, test["right"].images])) == np.repeat([0, 1], 60)).mean()
+    assert flipped_accuracy < 0.8

@@ -34,8 +34,8 @@ VAE_DOWNSAMPLING = 4
 # keep their pre-trained CLIP / T5 encoders frozen: the UNet then learns to read fixed, distinct prompt embeddings.
 # Trained with the UNet (the earlier recipe), the analogues learned their classes or not by seed: owner-side, sd14
 # after 1250 steps drew them at 0.81 (seed 0) and 0.34 (seed 1), frozen at 0.77 and 0.75, and 0.81 at both seeds
-# after 2000 steps (tools/pilot_tp_fidelity.py, data/pilots/tp_fidelity_pilot_*frozen*.csv); a frozen step also
-# costs about two thirds of one that trains the encoder
+# after 2000 steps (tools/pilot_tp_fidelity.py, data/pilots/tp_frozen_te_pilot_sd14_seed*.csv); a frozen step also
+# costs about three quarters of one that trains the encoder
 TRAIN_TEXT_ENCODER = False
 
 

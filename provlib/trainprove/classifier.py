@@ -169,17 +169,20 @@ def _loss(name: str, logits_: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return ce.mean()
 
 
-def _augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to 2 px: standard small-image augmentation."""
-    flip = torch.rand(len(batch), generator=gen) < 0.5
+def _augment(batch: torch.Tensor, gen: torch.Generator, flips: bool = True) -> torch.Tensor:
+    """Random horizontal flips (unless ``flips`` is off) and shifts of up to 2 px: standard small-image augmentation."""
+    flip = (torch.rand(len(batch), generator=gen) < 0.5) & flips  # drawn either way: the shifts stay the same
     batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
     dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
     return torch.roll(F.pad(batch, (2, 2, 2, 2), mode="replicate"), shifts=(dy, dx), dims=(-2, -1))[..., 2:-2, 2:-2]
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, n_classes: int, *, epochs: int, seed: int,
-                     recipe: Recipe = Recipe(), device: str = "cpu") -> tuple[nn.Module, list[float]]:
-    """Train a classifier by ``recipe`` with AdamW and cosine decay; every shuffle and augmentation draw is seeded."""
+                     recipe: Recipe = Recipe(), device: str = "cpu", flips: bool = True) -> tuple[nn.Module, list[float]]:
+    """Train a classifier by ``recipe`` with AdamW and cosine decay; every shuffle and augmentation draw is seeded.
+
+    ``flips=False`` leaves out the horizontal flips, for a task where left and right differ (which generator lit
+    the image from which side)."""
     if recipe.architecture not in ARCHITECTURES or recipe.loss not in LOSSES:
         raise ParameterError("recipe", f"an architecture of {sorted(ARCHITECTURES)} and a loss of {LOSSES}", recipe)
     torch.manual_seed(seed)
@@ -196,7 +199,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, n_classes: int, *, 
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            loss = _loss(recipe.loss, model(_augment(x[idx], gen).to(device)), y[idx].to(device))
+            loss = _loss(recipe.loss, model(_augment(x[idx], gen, flips).to(device)), y[idx].to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
