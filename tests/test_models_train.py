@@ -20,6 +20,11 @@ def tiny_data():
     return data.procedural_domain("faces", "private", 16, 32, seed=0)
 
 
+def fresh_pipe():
+    """An untrained tiny pipeline, the same at every call: the training tests compare runs from one start."""
+    return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
+
+
 def test_tokenizer_is_word_level_and_pads():
     tok = models.build_word_tokenizer(scenes.vocabulary())
     ids = tok(["a smiling face with blond hair", ""], padding="max_length", max_length=tok.model_max_length).input_ids
@@ -63,18 +68,15 @@ def test_generation_is_seeded_per_image(tiny_pipe):
 
 
 def test_resumed_training_matches_uninterrupted(tiny_data, tmp_path):
-    def fresh():
-        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
-
     kwargs = dict(steps=6, batch_size=4, lr=1e-3, seed=7, show_progress=False)
-    full = train_denoiser(fresh(), tiny_data, **kwargs)
+    full = train_denoiser(fresh_pipe(), tiny_data, **kwargs)
     # first run stops after its checkpoint at step 3 (as a crash would), the second resumes from it
-    train_denoiser(fresh(), tiny_data, **{**kwargs, "steps": 3}, checkpoint_dir=tmp_path, checkpoint_every=3)
+    train_denoiser(fresh_pipe(), tiny_data, **{**kwargs, "steps": 3}, checkpoint_dir=tmp_path, checkpoint_every=3)
     assert not (tmp_path / "step-3").exists()  # a finished run writes no checkpoint at its last step
-    partial = fresh()
+    partial = fresh_pipe()
     train_denoiser(partial, tiny_data, **{**kwargs, "steps": 4}, checkpoint_dir=tmp_path, checkpoint_every=3)
     assert (tmp_path / "step-3" / "unet.safetensors").exists()
-    resumed_pipe = fresh()
+    resumed_pipe = fresh_pipe()
     resumed = train_denoiser(resumed_pipe, tiny_data, **kwargs, checkpoint_dir=tmp_path, checkpoint_every=3)
     assert len(resumed) == 6
     np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6)
@@ -82,54 +84,46 @@ def test_resumed_training_matches_uninterrupted(tiny_data, tmp_path):
 
 def test_weight_average_is_left_in_the_pipeline_and_resumes_exactly(tiny_data, tmp_path):
     """``ema_decay`` ends on the averaged weights, and a run resumed from a checkpoint ends on the same ones."""
-    def fresh():
-        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
-
     kwargs = dict(steps=6, batch_size=4, lr=1e-3, seed=7, show_progress=False)
-    plain, averaged = fresh(), fresh()
+    plain, averaged = fresh_pipe(), fresh_pipe()
     train_denoiser(plain, tiny_data, **kwargs)
     train_denoiser(averaged, tiny_data, **kwargs, ema_decay=0.999)
     weight = "conv_in.weight"
     assert not torch.allclose(plain.unet.state_dict()[weight], averaged.unet.state_dict()[weight])
-    train_denoiser(fresh(), tiny_data, **{**kwargs, "steps": 4}, ema_decay=0.999, checkpoint_dir=tmp_path,
+    train_denoiser(fresh_pipe(), tiny_data, **{**kwargs, "steps": 4}, ema_decay=0.999, checkpoint_dir=tmp_path,
                    checkpoint_every=3)
     assert (tmp_path / "step-3" / "ema_unet.pt").exists()
-    resumed = fresh()
+    resumed = fresh_pipe()
     train_denoiser(resumed, tiny_data, **kwargs, ema_decay=0.999, checkpoint_dir=tmp_path, checkpoint_every=3)
     torch.testing.assert_close(resumed.unet.state_dict()[weight], averaged.unet.state_dict()[weight], rtol=1e-4, atol=1e-6)
 
 
 def test_a_decaying_learning_rate_resumes_on_its_schedule(tiny_data, tmp_path):
     """A cosine schedule trains otherwise than a constant rate, and a resumed run continues it where it stopped."""
-    def fresh():
-        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
-
     kwargs = dict(steps=6, batch_size=4, lr=1e-3, seed=7, show_progress=False)
-    constant, decayed = fresh(), fresh()
+    constant, decayed = fresh_pipe(), fresh_pipe()
     constant_losses = train_denoiser(constant, tiny_data, **kwargs)
     decayed_losses = train_denoiser(decayed, tiny_data, **kwargs, lr_schedule="cosine")
     assert decayed_losses[0] == pytest.approx(constant_losses[0])  # the first step runs at the full rate
     weight = "conv_in.weight"
     assert not torch.allclose(constant.unet.state_dict()[weight], decayed.unet.state_dict()[weight])
+
     def crash(step):
         if step == 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):  # killed after step 4, with its checkpoint of step 3 saved
-        train_denoiser(fresh(), tiny_data, **kwargs, lr_schedule="cosine", checkpoint_dir=tmp_path, checkpoint_every=3,
+        train_denoiser(fresh_pipe(), tiny_data, **kwargs, lr_schedule="cosine", checkpoint_dir=tmp_path, checkpoint_every=3,
                        after_step=crash)
-    resumed = fresh()
+    resumed = fresh_pipe()
     train_denoiser(resumed, tiny_data, **kwargs, lr_schedule="cosine", checkpoint_dir=tmp_path, checkpoint_every=3)
     torch.testing.assert_close(resumed.unet.state_dict()[weight], decayed.unet.state_dict()[weight], rtol=1e-4, atol=1e-6)
 
 
 def test_min_snr_weighting_changes_the_loss_and_not_the_draws(tiny_data):
-    def fresh():
-        return models.build_tiny_pipeline("v1", scenes.vocabulary(), models.build_tiny_vae(32, seed=1), seed=1)
-
     kwargs = dict(steps=3, batch_size=4, lr=1e-3, seed=7, show_progress=False)
-    plain = train_denoiser(fresh(), tiny_data, **kwargs)
-    weighted = train_denoiser(fresh(), tiny_data, **kwargs, snr_gamma=5.0)
+    plain = train_denoiser(fresh_pipe(), tiny_data, **kwargs)
+    weighted = train_denoiser(fresh_pipe(), tiny_data, **kwargs, snr_gamma=5.0)
     # min(SNR, 5) / SNR <= 1: the first step's loss (same weights, same draws) can only shrink
     assert weighted[0] <= plain[0] and weighted != plain
 

@@ -71,10 +71,10 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+", default=None,
                         help="only these sources (built alone, with what they need); default: every v1 source")
     args = parser.parse_args()
-    configs = [{**preset_overrides(args), **dict(parse_assignment(item) for item in shlex.split(text))}
-               for text in args.config] or [preset_overrides(args)]
+    common = preset_overrides(args)
+    configs = [{**common, **dict(parse_assignment(item) for item in shlex.split(text))} for text in args.config] or [common]
     table = pd.concat([pilot_config(args.preset, overrides, args.sources) for overrides in configs], ignore_index=True)
-    write_pilot_table(table, args.name, load_preset(args.preset, **preset_overrides(args)), "tools/pilot_key_selection.py", args.out)
+    write_pilot_table(table, args.name, load_preset(args.preset, **common), "tools/pilot_key_selection.py", args.out)
     summary = (table.groupby(["config", "source", "answerer", "delta0", "strategy"], sort=False).conf.mean()
                .unstack("strategy").assign(difference=lambda t: t.strategy12 - t.random))
     print(summary.round(3).to_string())

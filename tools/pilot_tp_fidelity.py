@@ -65,8 +65,10 @@ def class_fidelity(pipe, zoo: TrainProVeZoo, sampling: dict, per_class: int, see
 
 def pilot(preset_name: str, generator: str, at: list[int], per_class: int, overrides: dict,
           guidance: list[float] = (), snr_gamma: float | None = None, ema_decay: float | None = None,
-          lr_schedule: str = "constant", lr_warmup_steps: int = 0, train_text_encoder: bool = TRAIN_TEXT_ENCODER) -> pd.DataFrame:
+          lr_schedule: str | None = None, lr_warmup_steps: int = 0, train_text_encoder: bool = TRAIN_TEXT_ENCODER) -> pd.DataFrame:
+    """``lr_schedule``: None follows the preset's ``tp_generator_lr_schedule``."""
     preset = load_preset(preset_name, **{**overrides, "tp_generator_steps": max(at)})
+    lr_schedule = lr_schedule or preset.trainprove.generator_lr_schedule
     zoo = TrainProVeZoo(preset, show_progress=False)
     tp, n_classes, epochs = preset.trainprove, len(zoo.classes), preset.trainprove.classifier_epochs
     spec = zoo.spec(generator)
@@ -154,7 +156,7 @@ def main() -> None:
     else:
         table = pilot(args.preset, args.generator, sorted(int(s) for s in args.at.split(",")), args.per_class,
                       overrides, guidance, args.snr_gamma, args.ema_decay,
-                      args.lr_schedule or load_preset(args.preset, **overrides).trainprove.generator_lr_schedule, args.warmup,
+                      args.lr_schedule, args.warmup,
                       TRAIN_TEXT_ENCODER if args.text_encoder is None else args.text_encoder == "trained")
     write_pilot_table(table, args.name, load_preset(args.preset, **overrides), "tools/pilot_tp_fidelity.py", args.out)
     print(table.round(3).to_string(index=False))

@@ -108,7 +108,7 @@ class CpuAnalogues:
         return {"kind": "tp_generator", "v": CODE_VERSION["tp_generator"], "spec": trained,
                 "vae": config_hash(self.vae_config(generator)), "steps": p.trainprove.generator_steps,
                 "batch_size": p.trainprove.generator_batch_size, "lr": self.generator_lr(generator),
-                "lr_schedule": p.trainprove.generator_lr_schedule,
+                "lr_schedule": p.trainprove.generator_lr_schedule, "train_text_encoder": TRAIN_TEXT_ENCODER,
                 "seed": derive_seed(p.seed, "tp-generator", generator),
                 "data": config_hash(self.draw_config(generator, self.train_images_per_class(), "generator-training"))}
 
@@ -122,7 +122,7 @@ class CpuAnalogues:
             pipe = models.build_tiny_pipeline(spec.architecture, vocabulary, self.vae(generator), seed=config["seed"])
             losses = train_denoiser(pipe.to(self.p.runtime.device), self.training_draw(generator)[0],
                                     steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"],
-                                    seed=config["seed"], train_text_encoder=TRAIN_TEXT_ENCODER,
+                                    seed=config["seed"], train_text_encoder=config["train_text_encoder"],
                                     lr_schedule=config["lr_schedule"],
                                     checkpoint_dir=self.store.work_dir("tp_generator", config),
                                     checkpoint_every=self.p.runtime.checkpoint_every, desc=f"train generator {generator}",
