@@ -201,3 +201,30 @@ def test_generator_attribution_tells_apart_generators_that_differ_only_by_the_si
     model, _ = train_classifier(images, np.repeat([0, 1], 60), 2, epochs=15, seed=0)
     flipped_accuracy = (predict(model, np.concatenate([test["left"].images, test["right"].images])) == np.repeat([0, 1], 60)).mean()
     assert flipped_accuracy < 0.8
+
+
+def test_attribution_sets_hold_each_generators_shadow_set_and_pool_never_its_test_images():
+    from provlib.trainprove.owner_checks import attribution_sets
+    from provlib.trainprove.test import LabelledImages
+
+    class Zoo:
+        generators = ["a", "b"]
+
+        def images(self, generator, purpose):
+            level = {"shadow": 1, "pool": 2, "test": 3}[purpose] + 10 * self.generators.index(generator)
+            return LabelledImages(np.full((3, 2, 2, 3), level, np.uint8), np.arange(3))
+    sets = attribution_sets(Zoo())
+    assert list(sets) == ["a", "b"]
+    assert sorted(set(sets["a"].images.ravel())) == [1, 2] and sorted(set(sets["b"].images.ravel())) == [11, 12]
+    assert len(sets["a"]) == 6
+
+
+def test_within_class_similarity_is_the_mean_pairwise_cosine_per_class():
+    rng = np.random.default_rng(3)
+    logits, labels = rng.normal(size=(25, 4)), rng.integers(0, 5, 25)
+    labels[0] = 7  # a class with one image is left out
+    unit = logits / np.linalg.norm(logits, axis=1, keepdims=True)
+    expected = np.mean([np.mean([unit[i] @ unit[j] for i in np.flatnonzero(labels == c) for j in np.flatnonzero(labels == c)
+                                 if i < j]) for c in np.unique(labels) if (labels == c).sum() >= 2])
+    assert within_class_similarity(logits, labels) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(within_class_similarity(logits[:3], np.arange(3)))  # no class with two images

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provlib.core.results import write_pilot_table  # noqa: E402
 from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
-from provlib.trainprove.owner_checks import generator_attribution, transfer_matrix  # noqa: E402
+from provlib.trainprove.owner_checks import attribution_sets, generator_attribution, transfer_matrix  # noqa: E402
 from provlib.trainprove.study import RULES, GrubbsSetup, outputs, summary_by_rule, verdict_table  # noqa: E402
 from provlib.trainprove.zoo import REAL, TrainProVeZoo  # noqa: E402
 
@@ -46,8 +46,7 @@ def one_seed(preset_name: str, seed: int, overrides: dict, n_jobs: int) -> pd.Da
     labels = {g: s.labels for g, s in test_sets.items()}
     verdicts = verdict_table([s for s in specs if s.role == "suspect"], answers, labels, zoo.generators, tp.alpha,
                              rules=RULES, shadows=shadow_of, grubbs=GrubbsSetup(tp.grubbs_batches, tp.grubbs_quantile, seed))
-    attribution, _ = generator_attribution({g: zoo.images(g, "shadow") for g in zoo.generators}, test_sets,
-                                           epochs=tp.classifier_epochs, seed=seed)
+    attribution, _ = generator_attribution(attribution_sets(zoo), test_sets, epochs=tp.classifier_epochs, seed=seed)
     transfer = transfer_matrix(answers, labels, shadow_of)
     fidelity = {f"fidelity_{row.trained_on}": row.accuracy for row in transfer[transfer.own].itertuples()}
     return summary_by_rule(verdicts).assign(seed=seed, build_s=round(built_s), total_s=round(time.perf_counter() - started),

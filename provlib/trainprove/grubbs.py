@@ -17,6 +17,7 @@ Ent and Sim need the suspect's output vector, so a label-only black box admits t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -46,6 +47,11 @@ def critical_value(n: int, alpha: float = 0.05, quantile: str = "published") -> 
         raise ParameterError("alpha", "a significance level strictly between 0 and 1", alpha)
     if quantile not in QUANTILES:
         raise ParameterError("tp_grubbs_quantile", f"one of {sorted(QUANTILES)}", quantile)
+    return _critical_value(int(n), float(alpha), quantile)
+
+
+@lru_cache(maxsize=None)  # one value per (n, alpha, quantile): the test-size study asks for it tens of thousands of times
+def _critical_value(n: int, alpha: float, quantile: str) -> float:
     t = stats.t.ppf(1 - alpha / (QUANTILES[quantile] * n), n - 2)
     return float((n - 1) / np.sqrt(n) * np.sqrt(t ** 2 / (n - 2 + t ** 2)))
 
@@ -117,13 +123,16 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def within_class_similarity(logits: np.ndarray, labels: np.ndarray) -> float:
     """Mean over classes (with two images or more) of the mean pairwise cosine similarity of their logit vectors."""
     unit = logits / np.maximum(np.linalg.norm(logits, axis=1, keepdims=True), 1e-12)
-    per_class = []
-    for c in np.unique(labels):
-        members = unit[labels == c]
-        if len(members) >= 2:
-            cosines = members @ members.T
-            per_class.append(cosines[np.triu_indices(len(members), k=1)].mean())
-    return float(np.mean(per_class)) if per_class else float("nan")
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    one_hot = (inverse[:, None] == np.arange(len(classes))[None, :]).astype(float)
+    # every class's sum over pairs i < j of u_i . u_j at once, without an m x m matrix per class:
+    # |sum u|^2 = sum |u_i|^2 + 2 sum_{i<j} u_i . u_j
+    totals = one_hot.T @ unit
+    squares = one_hot.T @ np.einsum("ij,ij->i", unit, unit)
+    pair_sums = (np.einsum("ij,ij->i", totals, totals) - squares) / 2
+    pairs = counts * (counts - 1) / 2
+    kept = counts >= 2
+    return float(np.mean(pair_sums[kept] / pairs[kept])) if kept.any() else float("nan")
 
 
 def batch_scores(rule: str, outputs: np.ndarray, labels: np.ndarray, split: list[np.ndarray]) -> np.ndarray:

@@ -3,7 +3,8 @@
 TrainProVe can only tell a suspect trained on G from one trained on G' when the two generators' images differ as
 real generators' do, and only verify anyone when G's images show their class. Two measures, both from the
 defender's own images (its shadow sets to train, its fresh test sets to score):
-- **generator attribution**: one classifier names the generator of an image (real generators: near-perfect);
+- **generator attribution**: one classifier names the generator of an image (real generators: near-perfect). It
+  learns from every image the owner drew from each generator apart from the fresh test set (``attribution_sets``);
 - **class fidelity and transfer**: the classifier trained on G's images (the shadow) scored on every generator's
   fresh images; its own generator's column is G's class fidelity.
 """
@@ -14,6 +15,17 @@ import pandas as pd
 
 from provlib.trainprove.classifier import predict, train_classifier
 from provlib.trainprove.test import LabelledImages
+
+
+def attribution_sets(zoo) -> dict[str, LabelledImages]:
+    """Per generator, the images the attribution classifier learns from: the defender's shadow set and the suspects'
+    pool, both drawn from that generator and never its fresh test images (which it is scored on).
+
+    The shadow set alone (100 per class) leaves the classifier short of data, its errors spread over every other
+    generator: owner-side, 20 epochs on the shadow sets named 0.968 / 0.976 of the fresh images at seeds 0 / 1, on
+    shadow set and pool (250 per class) 0.983 / 0.991 (tools/pilot_tp_generators.py,
+    data/pilots/tp_generator_pilot_guidance50_seed*.csv)."""
+    return {g: LabelledImages.concat([zoo.images(g, "shadow"), zoo.images(g, "pool")]) for g in zoo.generators}
 
 
 def generator_attribution(train: dict[str, LabelledImages], test: dict[str, LabelledImages], *, epochs: int,
