@@ -140,3 +140,21 @@ def test_two_runs_of_one_training_share_a_checkpoint_folder(tmp_path):
     _save_checkpoint(tmp_path, 6, {"unet": module}, optimizer, [0.5] * 6)
     assert _latest_checkpoint(tmp_path).name == "step-6"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-6"]
+
+
+def test_generating_mid_training_works_under_mixed_precision():
+    """A copy curve (notebook 01) generates while the source trains. Under mixed precision the trained UNet holds fp32
+    master weights while the frozen autoencoder keeps the half-precision ones; a lent H200 showed the paper-scale run
+    failing there (``Input type (float) and bias type (c10::Half)``). The CPU's half precision, bfloat16, has the
+    same mismatch, so the call is checked here."""
+    pipe = fresh_pipe().to(dtype=torch.bfloat16)
+    images = data.CaptionedImageSet(np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8),
+                                    ["a smiling face"] * 8, [str(i) for i in range(8)])
+    drawn = []
+
+    def after_step(step):
+        drawn.append(generate(pipe, ["a smiling face"], num_inference_steps=2, show_progress=False).images)
+    train_denoiser(pipe, images, steps=2, batch_size=4, lr=1e-4, seed=0, mixed_precision="bf16", after_step=after_step,
+                   show_progress=False)
+    assert len(drawn) == 2 and drawn[-1].shape == (1, 32, 32, 3)
+    assert pipe.unet.dtype == torch.bfloat16  # the weights go back to the precision they came in

@@ -225,7 +225,9 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
                 if name in averages:
                     averages[name].store(module.parameters())
                     averages[name].copy_to(module.parameters())
-            with torch.no_grad():
+            # under the training's autocast: mixed precision leaves the trained modules' master weights in fp32 and the
+            # frozen autoencoder in half precision, and a generation would hand fp32 latents to the half-precision decoder
+            with torch.no_grad(), accelerator.autocast():
                 after_step(step + 1)
             for name, module in modules.items():
                 if name in averages:
