@@ -265,9 +265,13 @@ PRESETS = {
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
     # Issue 17's world at the size a 2-core session can run cold within the 2 h ceiling: the four fine-tuned sources
-    # (base sources memorize only duplicated pre-training images, pretrain_duplicates, not yet measured), suspects at
-    # 750 steps (the step count is where the cost is: 48 suspects), innocents shared per (suspect base, domain).
-    "cpu": _cpu_preset("cpu", base_sources=False, suspect_steps=750, learning_curve_repeats=5),
+    # (base sources memorize only duplicated pre-training images, pretrain_duplicates, not yet measured), suspects
+    # trained on M = 256 samples for 1500 steps (the same epochs as M = 128 at 750; owner-side pilot on shadow
+    # suspects, data/pilots/suspect_pilot_m256_s1500_seed1.csv: key coverage at rho = 0.3 from 0.44-0.81 to
+    # 0.75-1.00 and a conf gap of about 0.48 against 0.28), innocents shared per (suspect base, domain).
+    # Dataset watermarking's licensees keep 750 steps (licensee_steps): they learn a 2% mark there (issue 19's pilots).
+    "cpu": _cpu_preset("cpu", base_sources=False, suspect_samples=256, suspect_steps=1500, licensee_steps=750,
+                       learning_curve_repeats=5),
     "sd": _preset(
         "sd", device="cuda", dtype="float16", mixed_precision="fp16", resolution=512, n_jobs=1,
         data_source="folder", n_private=3000, n_real=1000, base_source_domain="scenes",

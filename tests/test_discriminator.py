@@ -9,12 +9,13 @@ from provlib.attribution.discriminator import (
     DiscriminatorConfig,
     cross_validate,
     feature_vector,
-    name_source,
     per_key_distances,
     shadow_folds,
 )
 from provlib.attribution.distance import PixelSpace
 from provlib.attribution.metrics import bootstrap_report, detection_report, tpr_at_fpr
+from provlib.attribution.naming import (NamingRule, choose_naming_rule, key_closeness, name_source, named_sources,
+                                       naming_accuracy, source_confusion)
 from provlib.core.errors import ParameterError
 
 
@@ -123,8 +124,52 @@ def test_naming_the_source_and_the_confusion_matrix():
     meta = pd.DataFrame([{"model_id": m, "source": src, "rho": rho, "split": "test", "target": t}
                          for m, src, rho in (("x", "a", 1.0), ("y", "b", 0.0)) for t in ("a", "b")])
     scores = np.array([0.9, 0.1, 0.3, 0.2])  # x -> a (right), y -> innocent (right)
-    confusion = discriminator_study.source_confusion(meta, scores)
+    confusion = source_confusion(meta, scores)
     assert confusion.loc["a", "a"] == 1 and confusion.loc["innocent", "innocent"] == 1 and confusion.to_numpy().sum() == 2
+    with pytest.raises(ParameterError, match="threshold"):
+        NamingRule(threshold=1.5)
+
+
+def test_saturated_scores_are_told_apart_by_key_closeness():
+    """Two sources of one private set both score P = 1: the name follows the keys reproduced more closely, not the
+    order of the sources' names; a tolerance widens what counts as tied, and the level still says "none"."""
+    scores = pd.Series({"v1-faces": 1.0, "v2-faces": 1.0, "v1-scenes": 0.1})
+    closeness = pd.Series({"v1-faces": 0.5, "v2-faces": 3.0, "v1-scenes": 0.0})
+    assert name_source(scores) == "v1-faces"  # without closeness: the first of the tied names
+    assert name_source(scores, NamingRule(0.5), closeness) == "v2-faces"
+    near = pd.Series({"v1-faces": 1.0, "v2-faces": 0.97, "v1-scenes": 0.1})
+    assert name_source(near, NamingRule(0.5, 0.0), closeness) == "v1-faces"
+    assert name_source(near, NamingRule(0.5, 0.05), closeness) == "v2-faces"
+    assert name_source(near, NamingRule(0.99, 0.05), closeness) == "v2-faces"  # the level reads the largest P only
+    assert name_source(near * 0.5, NamingRule(0.6, 0.05), closeness) == "innocent"
+    with pytest.raises(ParameterError, match="closeness"):
+        NamingRule(closeness="d_reference")
+    meta = pd.DataFrame([{"model_id": "x", "source": "v2-faces", "rho": 1.0, "split": "test", "target": t}
+                         for t in sorted(scores.index)])
+    by_row = {"d_source": closeness[sorted(scores.index)].to_numpy()}
+    rule = NamingRule(0.5, 0.0, "d_source")
+    assert named_sources(meta, scores[sorted(scores.index)].to_numpy(), rule, by_row)["x"] == "v2-faces"
+    assert named_sources(meta, scores[sorted(scores.index)].to_numpy())["x"] == "v1-faces"
+    with pytest.raises(ParameterError, match="closeness"):
+        named_sources(meta, scores[sorted(scores.index)].to_numpy(), NamingRule(0.5, 0.0, "d_key"), by_row)
+
+
+def test_key_closeness_is_scaled_by_the_targets_shadow_innocents():
+    rows, distances = [], {"i1": 0.4, "i2": 0.6, "s": 0.1, "t": 0.5}
+    for model, rho, split in (("i1", 0.0, "shadow"), ("i2", 0.0, "shadow"), ("s", 1.0, "shadow"), ("t", 0.0, "test")):
+        for key in range(3):
+            rows.append({"model_id": model, "source": "a", "rho": rho, "split": split, "target": "a",
+                         "d_key": distances[model] + (key - 1) * 0.01})
+    table = pd.DataFrame(rows)
+    meta = table.drop_duplicates("model_id")[["model_id", "source", "rho", "split", "target"]].sort_values(
+        "model_id").reset_index(drop=True)
+    closeness = dict(zip(meta.model_id, key_closeness(table, meta, "d_key")))
+    spread = np.std([0.4, 0.6], ddof=1)
+    assert closeness["s"] == pytest.approx((0.5 - 0.1) / spread) and closeness["t"] == pytest.approx(0.0)
+    with pytest.raises(ParameterError, match="shadow innocent"):
+        key_closeness(table[table.rho > 0], meta[meta.rho > 0])
+    with pytest.raises(ParameterError, match="distance"):
+        key_closeness(table, meta, "d_reference")
 
 
 def scored_rows_seen_in_training(monkeypatch) -> list[bool]:
@@ -159,10 +204,15 @@ def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
     config = DiscriminatorConfig("pixel", "key_distances", "logreg", "pooled")
     scores = discriminator_study.out_of_fold_cross_scores(config, own, own_meta, cross, cross_meta, n_folds=3)
     assert not np.isnan(scores).any() and len(leaks) == len(cross_meta) and not any(leaks)
-    threshold, curve = discriminator_study.choose_naming_threshold(cross_meta, scores)
-    assert 0 < threshold < 1 and curve.shadow_naming_accuracy.max() > 0.8
-    assert discriminator_study.naming_accuracy(cross_meta, scores, threshold) == curve.shadow_naming_accuracy.max()
-    assert discriminator_study.naming_accuracy(cross_meta, scores, 0.999) < curve.shadow_naming_accuracy.max()
+    rule, curve = choose_naming_rule(cross_meta, scores, tie_tolerances=(0.0, 0.1))  # no closeness: no tolerance
+    assert 0 < rule.threshold < 1 and rule == NamingRule(rule.threshold) and curve.shadow_naming_accuracy.max() > 0.8
+    assert set(curve.tie_tolerance) == {0.0} and set(curve.closeness) == {""}
+    # with closeness statistics every (statistic, tolerance, level) is on the grid; the simplest best rule is kept
+    closeness = {"d_key": np.zeros(len(cross_meta)), "d_source": np.zeros(len(cross_meta))}
+    rule, curve = choose_naming_rule(cross_meta, scores, closeness, tie_tolerances=(0.0, 0.1))
+    assert rule.closeness == "d_source" and rule.tie_tolerance == 0.0 and len(curve) == 2 * 2 * 38
+    assert naming_accuracy(cross_meta, scores, rule, closeness) == curve.shadow_naming_accuracy.max()
+    assert naming_accuracy(cross_meta, scores, NamingRule(0.999)) < curve.shadow_naming_accuracy.max()
 
 
 def test_an_innocent_listed_under_two_sources_is_held_out_whole(monkeypatch):

@@ -38,7 +38,9 @@ CONTRACTS = {
     "05": {"table1_discriminator": {"source", "accuracy", "auc", "tpr_at_10fpr", "tpr_at_1fpr", "n_test_models", "auc_lo", "auc_hi"},
            "discriminator_cv": {"feature_space", "feature_set", "classifier", "scope", "cv_auc"},
            "discriminator_by_rho": {"rho", "accuracy", "auc"}, "source_attribution_confusion": {"true origin", "innocent"},
-           "source_naming_threshold": {"threshold", "shadow_naming_accuracy", "selected"}},
+           "source_naming_threshold": {"threshold", "tie_tolerance", "closeness", "shadow_naming_accuracy", "selected"},
+           "source_naming_rules": {"rule", "chosen", "threshold", "tie_tolerance", "closeness", "shadow_naming_accuracy",
+                                   "test_naming_accuracy"}},
     "06": {"dataset_watermark_detection": {"scheme", "strategy", "fraction", "tpr", "fpr", "n_models"},
            "leak_tracing": {"scheme", "strategy", "accuracy", "n_models"},
            "baseline1_watermark": {"model_id", "source", "rho", "split", "n_keys", "conf", "matches", "p_value", "detected"},
@@ -193,6 +195,12 @@ def extra_checks_05():
     confusion = table("source_attribution_confusion").set_index("true origin")
     # each trained test model once (an innocent listed under two sources is one artifact)
     assert confusion.to_numpy().sum() == manifest[manifest.split == "test"].artifact.nunique()
+    rules, curve = table("source_naming_rules"), table("source_naming_threshold")
+    assert len(rules) == 3 and rules[["shadow_naming_accuracy", "test_naming_accuracy"]].stack().between(0, 1).all()
+    assert rules.chosen.sum() == 1  # the chosen rule is the best of its own statistic too
+    chosen = curve[curve.selected]  # one (statistic, tolerance, level), the most accurate on shadow suspects
+    assert len(chosen) == 1 and chosen.shadow_naming_accuracy.iloc[0] == curve.shadow_naming_accuracy.max()
+    assert chosen.shadow_naming_accuracy.iloc[0] == rules[rules.chosen].shadow_naming_accuracy.iloc[0]
 
 
 def extra_checks_06():

@@ -62,6 +62,19 @@ def test_licensees_are_crossed_with_bases(tmp_path):
     assert set(clean.base.value_counts()) == {len(clean) // 2}
 
 
+def test_licensees_train_their_own_step_count(tmp_path):
+    """licensee_steps sets the licensees' fine-tune length (in their cache key too) and leaves the suspects' alone;
+    0 falls back to the suspects' recipe."""
+    cpu = WatermarkZoo(load_preset("cpu", suspect_steps=1500, licensee_steps=750), cache_root=tmp_path)
+    assert cpu.recipe_of("wm_model").steps == 750 and cpu.fine_tune_recipe("wm_model")["steps"] == 750
+    assert cpu.recipe_of("suspect").steps == 1500 and cpu.fine_tune_recipe()["steps"] == 1500
+    spec = cpu.licensee_specs()[0]
+    longer = WatermarkZoo(load_preset("cpu", suspect_steps=1500, licensee_steps=1000), cache_root=tmp_path)
+    assert cpu.licensee_config(spec)["steps"] == 750 and longer.licensee_config(spec)["steps"] == 1000
+    same = WatermarkZoo(load_preset("cpu", suspect_steps=1500, licensee_steps=0), cache_root=tmp_path)
+    assert same.recipe_of("wm_model") == same.recipe_of("suspect")
+
+
 def test_licensee_plan_covers_every_setting_and_licensee(zoo):
     p = zoo.p
     specs = zoo.licensee_specs()

@@ -206,11 +206,3 @@ def cross_validate(feature_tables: dict[tuple[str, str], np.ndarray], labels, so
         raise ParameterError("shadow models", "enough shadow models to cross-validate at least one configuration",
                              table.note.iloc[0])
     return table.reset_index(drop=True)
-
-
-def name_source(scores_by_source: pd.Series, threshold: float = 0.5) -> str:
-    """The most likely source of a suspect from its P(infringing) against every source, or "innocent"."""
-    if scores_by_source.empty:
-        raise ParameterError("scores_by_source", "P(infringing) against at least one source", scores_by_source)
-    best = scores_by_source.idxmax()
-    return str(best) if scores_by_source[best] >= threshold else "innocent"

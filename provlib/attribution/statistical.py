@@ -9,17 +9,16 @@ from provlib.attribution.discriminator import (
     DiscriminatorConfig,
     feature_vector,
     mean_auc_by_source,
-    name_source,
     per_key_distances,
     shadow_folds,
 )
 from provlib.attribution.keys import KeySet
 from provlib.attribution.metrics import bootstrap_report, detection_report
+from provlib.attribution.naming import MODEL_COLUMNS
 from provlib.core.errors import ParameterError
 from provlib.core.progress import tqdm
 from provlib.core.store import derive_seed
 
-MODEL_COLUMNS = ["model_id", "source", "rho", "split", "target"]
 
 
 def per_key_table(zoo, specs, keys_by_source: dict[str, KeySet], space, targets: list[str] | None = None,
@@ -115,18 +114,6 @@ def shadow_count_curve(config: DiscriminatorConfig, features: np.ndarray, meta: 
     return pd.DataFrame(rows)
 
 
-def source_confusion(meta: pd.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> pd.DataFrame:
-    """Suspects scored against every source: true origin (source or "innocent") x named source (or "innocent")."""
-    frame = meta.assign(score=scores)
-    named = frame.pivot_table(index="model_id", columns="target", values="score").apply(
-        name_source, axis=1, threshold=threshold)
-    models = frame.drop_duplicates("model_id").set_index("model_id")
-    truth = pd.Series(np.where(models.rho > 0, models.source, "innocent"), index=models.index, name="true origin")
-    order = sorted(meta.target.unique()) + ["innocent"]
-    return pd.crosstab(truth, named.reindex(truth.index).rename("named source")).reindex(
-        index=order, columns=order, fill_value=0)
-
-
 def out_of_fold_cross_scores(config: DiscriminatorConfig, features: np.ndarray, meta: pd.DataFrame, cross_features: np.ndarray,
                              cross_meta: pd.DataFrame, n_folds: int = 3, seed: int = 0,
                              trained_model: dict[str, str] | None = None) -> np.ndarray:
@@ -147,18 +134,3 @@ def out_of_fold_cross_scores(config: DiscriminatorConfig, features: np.ndarray, 
         rows = cross_meta.model_id.isin(ids[held_out]).to_numpy()
         scores[rows] = model.score(cross_features[rows], cross_meta.target.to_numpy()[rows])
     return scores
-
-
-def naming_accuracy(cross_meta: pd.DataFrame, scores: np.ndarray, threshold: float) -> float:
-    """Share of suspects named right (their source, or "innocent") by the largest P(infringing) over sources."""
-    confusion = source_confusion(cross_meta, scores, threshold).to_numpy()
-    return float(np.trace(confusion) / confusion.sum())
-
-
-def choose_naming_threshold(cross_meta: pd.DataFrame, scores: np.ndarray, grid=None) -> tuple[float, pd.DataFrame]:
-    """The level the largest P(infringing) over sources must reach before a source is named, chosen on shadow suspects
-    (out-of-fold scores): the most accurate on the grid, the middle one of tied levels. Below it the answer is "none"."""
-    grid = np.round(np.arange(0.05, 1.0, 0.025), 3) if grid is None else np.asarray(grid)
-    table = pd.DataFrame({"threshold": grid, "shadow_naming_accuracy": [naming_accuracy(cross_meta, scores, t) for t in grid]})
-    best = np.flatnonzero(np.isclose(table.shadow_naming_accuracy, table.shadow_naming_accuracy.max()))
-    return float(grid[best[len(best) // 2]]), table

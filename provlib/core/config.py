@@ -274,3 +274,6 @@ class Suspects(Section):
     # models give each source twice the innocents (the infringing suspects keep ``base``; tables tell the two apart
     # by the ``base`` column)
     innocents_on_every_base: bool = setting(False, boolean)
+    # dataset watermarking's licensee fine-tunes (notebook 06) train this many steps with the recipe's batch and lr
+    # (0: recipe.steps). At cpu the attribution suspects train longer than a licensee needs to learn a 2% mark
+    licensee_steps: int = setting(0, non_negative_int)

@@ -83,9 +83,13 @@ class SuspectZoo(Zoo):
             first.setdefault(model_of[spec.model_id], spec)
         return list(first.values())
 
-    def fine_tune_recipe(self) -> dict:
-        """The suspects' fine-tuning hyper-parameters, as they enter every fine-tuned model's cache key."""
-        recipe = self.p.suspects.recipe
+    def recipe_of(self, kind: str):
+        """The fine-tuning recipe of a model ``kind`` (a cache kind such as ``"suspect"``): the suspects' recipe."""
+        return self.p.suspects.recipe
+
+    def fine_tune_recipe(self, kind: str = "suspect") -> dict:
+        """A fine-tuned kind's hyper-parameters, as they enter every fine-tuned model's cache key."""
+        recipe = self.recipe_of(kind)
         return {"steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
                 "mixed_precision": self.p.runtime.mixed_precision,
                 **levers_on(train_text_encoder=self.p.suspects.train_text_encoder)}
@@ -124,8 +128,8 @@ class SuspectZoo(Zoo):
                                     spec.seed, spec.model_id, {"spec": asdict(spec)})
 
     def fine_tuned_unet(self, kind: str, config: dict, base: str, training_set, seed: int, desc: str, meta: dict) -> str:
-        """A base's UNet fine-tuned with the suspect recipe on ``training_set()`` (cached as ``kind``; resumable)."""
-        recipe, runtime = self.p.suspects.recipe, self.p.runtime
+        """A base's UNet fine-tuned with ``kind``'s recipe on ``training_set()`` (cached as ``kind``; resumable)."""
+        recipe, runtime = self.recipe_of(kind), self.p.runtime
 
         def build(tmp: Path):
             pipe = self.load(self.base_location(base))

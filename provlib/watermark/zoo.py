@@ -15,7 +15,7 @@ the analogue of the rare tokens ("sks") used with real Stable Diffusion, which i
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -193,12 +193,18 @@ class WatermarkZoo(LicenseeQueries, StampingZoo):
                           batch_size=sampling.batch_size, num_inference_steps=sampling.inference_steps,
                           guidance_scale=sampling.guidance_scale, desc=f"removal attack {attack}", show_progress=False)
 
+    def recipe_of(self, kind: str):
+        """Licensee fine-tunes train ``suspects.licensee_steps`` steps (0: the suspects' own); the rest is theirs."""
+        recipe = super().recipe_of(kind)
+        steps = self.p.suspects.licensee_steps
+        return replace(recipe, steps=steps) if kind == "wm_model" and steps else recipe
+
     def licensee_config(self, spec: LicenseeSpec) -> dict:
         p = self.p
         config = {"kind": "wm_model", "v": CODE_VERSION_WM["wm_model"], "spec": asdict(spec),
                   "base": config_hash(self.base_config(spec.base)),
                   "data": config_hash(self.licensed_dataset_config()), "dataset_size": p.watermark.dataset_size,
-                  **self.fine_tune_recipe()}
+                  **self.fine_tune_recipe("wm_model")}
         if not spec.is_clean:
             config["watermark"] = {**self.mark_scheme(spec.scheme).describe(),
                                    "message": message_hex(self.licensee_message(spec.licensee))}

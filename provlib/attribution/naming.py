@@ -1,0 +1,135 @@
+"""Naming a suspect's source among several sources, or "none of them" (notebook 05).
+
+Every suspect is scored by the discriminator against every source (P(infringing) per source). The named source is
+the one with the largest P if it reaches the *naming level*, else "innocent". Two sources fine-tuned on one private
+set copy the same images, so a suspect of either often gets P ≈ 1 against both: the discriminator's probability
+saturates and no longer says which. Among the sources within ``tie_tolerance`` of the largest P, the rule names the
+one the suspect comes closest to, relative to that source's own shadow innocents (``key_closeness``): on its key
+images (``d_key``) or on its own generations for its key prompts (``d_source``: the rendering a suspect inherits from
+the source it trained on, which differs between two sources of one private set even where their key images agree).
+These statistics do not saturate. With ``tie_tolerance = 0`` only exact ties are broken this way (instead of by the
+order of the sources' names). Level, tolerance and statistic are chosen together on shadow suspects' out-of-fold
+scores (``choose_naming_rule``); test suspects only read the chosen rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from provlib.core.errors import ParameterError
+
+MODEL_COLUMNS = ["model_id", "source", "rho", "split", "target"]
+INNOCENT = "innocent"
+
+
+CLOSENESS = ("d_source", "d_key")  # in the order preferred when shadow suspects cannot tell them apart
+
+
+@dataclass(frozen=True)
+class NamingRule:
+    """Name the source of largest P(infringing) if it is at least ``threshold``; among sources whose P is within
+    ``tie_tolerance`` of it, the one of largest ``closeness`` (a ``CLOSENESS`` statistic; "" : the first name)."""
+    threshold: float = 0.5
+    tie_tolerance: float = 0.0
+    closeness: str = ""
+
+    def __post_init__(self):
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ParameterError("threshold", "a P(infringing) level in [0, 1]", self.threshold)
+        if not 0.0 <= self.tie_tolerance <= 1.0:
+            raise ParameterError("tie_tolerance", "a difference of P(infringing) in [0, 1]", self.tie_tolerance)
+        if self.closeness not in ("", *CLOSENESS):
+            raise ParameterError("closeness", f"one of {CLOSENESS} or '' (ties go to the first name)", self.closeness)
+
+
+def name_source(scores_by_source: pd.Series, rule: NamingRule = NamingRule(),
+                closeness_by_source: pd.Series | None = None) -> str:
+    """The most likely source of a suspect from its P(infringing) against every source, or "innocent"."""
+    if scores_by_source.empty:
+        raise ParameterError("scores_by_source", "P(infringing) against at least one source", scores_by_source)
+    best = scores_by_source.idxmax()
+    if scores_by_source[best] < rule.threshold:
+        return INNOCENT
+    if closeness_by_source is not None:
+        tied = scores_by_source.index[scores_by_source >= scores_by_source[best] - rule.tie_tolerance]
+        best = closeness_by_source[tied].idxmax()
+    return str(best)
+
+
+def key_closeness(table: pd.DataFrame, meta: pd.DataFrame, distance: str = "d_key") -> np.ndarray:
+    """Per row of ``meta`` (a suspect against a target source): how much smaller the suspect's median ``distance``
+    over the target's keys is than that of the target's shadow innocents (ρ = 0), in their standard deviations.
+
+    ``table`` is the per-key table (``per_key_table``) of the same suspects and targets; ``distance`` one of its
+    columns in ``CLOSENESS``. Shadow innocents are the defender's own models, so the scale is fixed before any test
+    suspect is read.
+    """
+    if distance not in CLOSENESS:
+        raise ParameterError("distance", f"one of {CLOSENESS}", distance)
+    medians = table.groupby(MODEL_COLUMNS, sort=True)[distance].median()
+    medians = medians.reindex(pd.MultiIndex.from_frame(meta[MODEL_COLUMNS])).to_numpy()
+    if np.isnan(medians).any():
+        raise ParameterError("table", "key distances for every (suspect, target) row of meta", int(np.isnan(medians).sum()))
+    reference = ((meta.rho == 0) & (meta.split == "shadow")).to_numpy()
+    closeness = np.empty(len(meta))
+    for target in meta.target.unique():
+        rows = (meta.target == target).to_numpy()
+        innocent = medians[rows & reference]
+        if len(innocent) == 0:
+            raise ParameterError("meta", f"at least one shadow innocent scored against {target!r}", 0)
+        spread = innocent.std(ddof=1) if len(innocent) > 1 else 0.0
+        closeness[rows] = (np.median(innocent) - medians[rows]) / (spread if spread > 0 else 1.0)
+    return closeness
+
+
+def named_sources(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = NamingRule(),
+                  closeness: dict[str, np.ndarray] | None = None) -> pd.Series:
+    """The named source (or "innocent") per model_id of suspects scored against every source; ``closeness`` maps
+    statistic names to one value per row of ``meta`` and must hold the rule's statistic, if it has one."""
+    if rule.closeness and rule.closeness not in (closeness or {}):
+        raise ParameterError("closeness", f"the rule's statistic {rule.closeness!r} per row of meta", sorted(closeness or {}))
+    frame = meta.assign(score=scores)
+    score_table = frame.pivot_table(index="model_id", columns="target", values="score")
+    closeness_table = (frame.assign(closeness=closeness[rule.closeness]).pivot_table(
+        index="model_id", columns="target", values="closeness") if rule.closeness else None)
+    return pd.Series({model: name_source(score_table.loc[model], rule,
+                                         None if closeness_table is None else closeness_table.loc[model])
+                      for model in score_table.index}, name="named source")
+
+
+def source_confusion(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = NamingRule(),
+                     closeness: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Suspects scored against every source: true origin (source or "innocent") x named source (or "innocent")."""
+    named = named_sources(meta, scores, rule, closeness)
+    models = meta.drop_duplicates("model_id").set_index("model_id")
+    truth = pd.Series(np.where(models.rho > 0, models.source, INNOCENT), index=models.index, name="true origin")
+    order = sorted(meta.target.unique()) + [INNOCENT]
+    return pd.crosstab(truth, named.reindex(truth.index)).reindex(index=order, columns=order, fill_value=0)
+
+
+def naming_accuracy(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = NamingRule(),
+                    closeness: dict[str, np.ndarray] | None = None) -> float:
+    """Share of suspects named right (their source, or "innocent")."""
+    confusion = source_confusion(meta, scores, rule, closeness).to_numpy()
+    return float(np.trace(confusion) / confusion.sum())
+
+
+def choose_naming_rule(meta: pd.DataFrame, scores: np.ndarray, closeness: dict[str, np.ndarray] | None = None,
+                       thresholds=None, tie_tolerances=(0.0,)) -> tuple[NamingRule, pd.DataFrame]:
+    """The naming level, tie tolerance and closeness statistic, chosen on shadow suspects (out-of-fold scores): the
+    most accurate rule of the grid (every statistic in ``closeness``, or none when it is empty); among equally
+    accurate ones the smallest tolerance, then the statistic first in ``CLOSENESS``, then the middle level."""
+    thresholds = np.round(np.arange(0.05, 1.0, 0.025), 3) if thresholds is None else np.asarray(thresholds)
+    statistics = [name for name in CLOSENESS if name in (closeness or {})] or [""]
+    rows = [{"closeness": statistic, "tie_tolerance": float(tolerance), "threshold": float(level),
+             "shadow_naming_accuracy": naming_accuracy(meta, scores, NamingRule(float(level), float(tolerance), statistic),
+                                                       closeness)}
+            for statistic in statistics for tolerance in (tie_tolerances if statistic else (0.0,)) for level in thresholds]
+    table = pd.DataFrame(rows)
+    best = table[np.isclose(table.shadow_naming_accuracy, table.shadow_naming_accuracy.max())]
+    best = best[best.tie_tolerance == best.tie_tolerance.min()]
+    best = best[best.closeness == best.closeness.iloc[0]]  # rows are in CLOSENESS order
+    chosen = best.iloc[len(best) // 2]
+    return NamingRule(float(chosen.threshold), float(chosen.tie_tolerance), str(chosen.closeness)), table
