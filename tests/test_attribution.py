@@ -263,3 +263,30 @@ def test_a_candidate_prompt_names_the_training_image_its_source_draws():
     assert (matched[0] == pool[2]).all() and (matched[1] == pool[4]).all()
     with pytest.raises(ParameterError, match="prompts"):
         nearest_training_images(generations, ["a", "c"], training)
+
+
+def test_the_calibration_with_the_largest_shadow_gap_is_selected_and_ties_go_to_the_preferred_reference():
+    from provlib.attribution.calibration import select_calibration
+    table = pd.DataFrame({"feature_space": ["pixel", "embedding", "pixel", "embedding"],
+                          "reference_bases": ["suspect", "suspect", "every", "every"],
+                          "shadow_conf_gap": [0.51, 0.30, 0.45, 0.51]})
+    assert select_calibration(table).tolist() == [True, False, False, False]  # first of the tied rows
+    assert select_calibration(table, "every").tolist() == [False, False, False, True]
+    assert select_calibration(table, "suspect").tolist() == [True, False, False, False]
+    clear = table.assign(shadow_conf_gap=[0.2, 0.3, 0.6, 0.1])
+    assert select_calibration(clear, "suspect").tolist() == [False, False, True, False]  # the gap first, then the tie rule
+
+
+def test_later_notebooks_key_on_the_reference_notebook_03_selected():
+    from provlib.attribution.calibration import shadow_selection
+    from provlib.core.results import write_table
+    from provlib.presets import load_preset
+    preset = load_preset("smoke")
+    table = pd.DataFrame({"feature_space": ["pixel", "pixel"], "reference_bases": ["suspect", "every"],
+                          "delta0": [0.1, 0.2], "selected": [False, True]})
+    write_table(table, "delta0", preset, "03_delta0_threshold")
+    chosen_preset, chosen = shadow_selection(preset)
+    assert chosen.delta0 == 0.2 and chosen_preset.attribution.reference_bases == "every"
+    assert preset.attribution.reference_bases == "suspect"  # the preset itself is left alone
+    with pytest.raises(ParameterError, match="03_delta0_threshold"):
+        shadow_selection(load_preset("smoke", key_count=7))  # 03 ran with another N

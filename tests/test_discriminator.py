@@ -14,7 +14,7 @@ from provlib.attribution.discriminator import (
 )
 from provlib.attribution.distance import PixelSpace
 from provlib.attribution.metrics import bootstrap_report, detection_report, tpr_at_fpr
-from provlib.attribution.naming import (NamingRule, choose_naming_rule, key_closeness, name_source, named_sources,
+from provlib.attribution.naming import (NamingRule, best_rule, choose_naming_rule, key_closeness, name_source, named_sources,
                                        naming_accuracy, source_confusion)
 from provlib.core.errors import ParameterError
 
@@ -213,6 +213,12 @@ def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
     assert rule.closeness == "d_source" and rule.tie_tolerance == 0.0 and len(curve) == 2 * 2 * 38
     assert naming_accuracy(cross_meta, scores, rule, closeness) == curve.shadow_naming_accuracy.max()
     assert naming_accuracy(cross_meta, scores, NamingRule(0.999)) < curve.shadow_naming_accuracy.max()
+    # one statistic's best rule, read off the whole grid, is the rule chosen with that statistic alone
+    for distance in closeness:
+        alone = choose_naming_rule(cross_meta, scores, {distance: closeness[distance]}, tie_tolerances=(0.0, 0.1))[0]
+        assert best_rule(curve[curve.closeness == distance]) == alone
+    with pytest.raises(ParameterError, match="table"):
+        best_rule(curve[curve.closeness == "nothing"])
 
 
 def test_an_innocent_listed_under_two_sources_is_held_out_whole(monkeypatch):

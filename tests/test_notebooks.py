@@ -25,9 +25,9 @@ CONTRACTS = {
            "source_copy_curve": {"source", "step", "copy_rate", "gu_memorized_rate", "d_own", "same_caption_real_spread",
                                  "autoencoder_floor"}},
     "02": {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}},
-    "03": {"delta0": {"feature_space", "delta0", "conf_false_positive_rate"}, "delta0_table2": {"feature_space", "model", "mean"},
+    "03": {"delta0": {"feature_space", "reference_bases", "delta0", "conf_false_positive_rate"}, "delta0_table2": {"feature_space", "model", "mean"},
            "key_samples": {"prompt", "source", "strategy", "feature_space"},
-           "reference_bases_choice": {"reference_bases", "shadow_models", "mean_conf", "called_infringing", "preset_choice"}},
+           "reference_bases_choice": {"reference_bases", "shadow_models", "mean_conf", "called_infringing", "chosen"}},
     "04": {"instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
            "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
            "signal_chain": {"source", "rho", "split", "source_copy_rate", "near_copy_share", "coverage", "d_covered",
@@ -170,6 +170,12 @@ def extra_checks_02():
 def extra_checks_03():
     delta0 = table("delta0")
     assert delta0.selected.sum() == 1 and delta0.delta0.between(0, 1).all()
+    # smoke has two public bases, so both reference choices are calibrated in every feature space
+    assert set(delta0.reference_bases) == {"suspect", "every"}
+    selected = delta0[delta0.selected].iloc[0]
+    assert selected.shadow_conf_gap == delta0.shadow_conf_gap.max()
+    lineage = table("reference_bases_choice")
+    assert set(lineage[lineage.chosen].reference_bases) == {selected.reference_bases}
 
 
 def extra_checks_04():

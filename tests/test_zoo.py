@@ -168,6 +168,16 @@ def test_every_public_base_is_a_reference_when_asked_and_the_suspect_base_stays_
     assert not (both.reference_images[:, seeds:] == one.reference_images).all()
 
 
+def test_reference_choices_are_validated_and_deduplicated(smoke_cache):
+    from provlib.attribution.calibration import distinct_references
+    zoo = Zoo(load_preset("smoke"), cache_root=smoke_cache / "artifacts", show_progress=False)
+    assert distinct_references(zoo, ["suspect", "every", "suspect"]) == ["suspect", "every"]
+    with pytest.raises(ParameterError, match="reference_bases"):
+        distinct_references(zoo, ["suspect", "all"])
+    with pytest.raises(ParameterError, match="reference_choices"):
+        distinct_references(zoo, "every")  # a list is expected, not one name
+
+
 def test_innocents_are_grouped_by_the_base_they_fine_tune(smoke_cache):
     from provlib.attribution.calibration import innocents_by_lineage
     zoo = Zoo(load_preset("smoke", innocents_on_every_base=True), cache_root=smoke_cache / "artifacts", show_progress=False)

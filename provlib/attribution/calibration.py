@@ -17,6 +17,7 @@ from provlib.attribution.instance import (
 from provlib.attribution.keys import KeySet, select_keys
 from provlib.core.errors import ParameterError
 from provlib.core.progress import tqdm
+from provlib.core.results import read_table
 from provlib.core.store import derive_seed
 
 
@@ -192,17 +193,54 @@ def innocents_by_lineage(zoo, confs: pd.DataFrame, conf_threshold: float) -> pd.
                  called_infringing=("conf", lambda c: float((c > conf_threshold).mean()))).reset_index())
 
 
+def distinct_references(zoo, choices) -> list[str]:
+    """The distinct reference-base choices among ``choices`` ("suspect", "every"), in order: with one public base
+    (or one base besides the suspect base's lineage) "every" is the suspect base alone and is dropped."""
+    if isinstance(choices, str) or not choices:
+        raise ParameterError("reference_choices", "a non-empty list of 'suspect' and/or 'every'", choices)
+    distinct, seen = [], set()
+    for mode in choices:
+        references = tuple(zoo.reference_bases(zoo.p.source_names[0], mode))  # validates the name
+        if references not in seen:
+            seen.add(references)
+            distinct.append(mode)
+    return distinct
+
+
+def select_calibration(table: pd.DataFrame, preferred_reference: str | None = None) -> pd.Series:
+    """Which (feature space, reference bases) row of notebook 03's calibration table the later notebooks use: the
+    largest shadow conf gap; ties go to ``preferred_reference`` (the preset's), then to the first row."""
+    gap = table.shadow_conf_gap.to_numpy()
+    best = np.isclose(gap, gap.max(), rtol=0, atol=1e-12)
+    if preferred_reference is not None and "reference_bases" in table:
+        preferred = best & (table.reference_bases == preferred_reference).to_numpy()
+        best = preferred if preferred.any() else best
+    return pd.Series(np.arange(len(table)) == np.flatnonzero(best)[0], index=table.index)
+
+
+def shadow_selection(preset):
+    """Notebook 03's selected calibration row (feature space, δ0, conf level, reference bases), read for this preset,
+    seed, N and k only, and the preset with the reference bases 03 chose: what notebooks 04, 05 and 08 key on."""
+    table = read_table("delta0", preset, "03_delta0_threshold", same=("attribution.key_count", "attribution.query_images"))
+    chosen = table[table.selected].iloc[0]
+    reference = chosen.get("reference_bases", preset.attribution.reference_bases)
+    return preset.replace(reference_bases=reference), chosen
+
+
 def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", rule: str = "max_gap",
                             innocent_key_rate: float = 0.05, false_positive_rate: float = 0.1,
-                            level_rule: str = "empirical") -> pd.DataFrame:
+                            level_rule: str = "empirical", choices=("suspect", "every"),
+                            chosen_reference: str | None = None) -> pd.DataFrame:
     """Key selection with the suspect base as the only reference against every public base, judged on shadow models
     only: for each choice, δ0 and the conf level calibrated as ``calibrate`` does, then the shadows' mean conf and
-    the share called infringing, for the infringing shadows δ0 is chosen on and for innocents of each lineage."""
+    the share called infringing, for the infringing shadows δ0 is chosen on and for innocents of each lineage.
+    ``chosen_reference`` marks the choice the later notebooks use (the preset's if not given)."""
     shadow = _shadow_models(specs)
     shadow_rho = _shadow_rho([s.rho for s in shadow], rule)
     shadow = [s for s in shadow if s.rho in (0.0, shadow_rho)]
+    chosen_reference = chosen_reference or zoo.p.attribution.reference_bases
     rows = []
-    for mode in ("suspect", "every"):
+    for mode in distinct_references(zoo, choices):
         keys = {source: key_sets(zoo, source, space, strategies=(strategy,), reference_bases=mode)
                 for source in zoo.p.source_names}
         # one pass over the shadows' answers serves both the calibration and the conf table
@@ -217,5 +255,5 @@ def compare_reference_bases(zoo, specs, space, strategy: str = "strategy12", rul
                   innocents_by_lineage(zoo, confs, chosen["conf_threshold"])]
         rows.append(pd.concat(groups, ignore_index=True).rename(columns={"innocent_base": "shadow_models"})
                     .assign(reference_bases=mode, delta0=chosen["delta0"], conf_threshold=chosen["conf_threshold"],
-                            preset_choice=mode == zoo.p.attribution.reference_bases))
+                            chosen=mode == chosen_reference))
     return pd.concat(rows, ignore_index=True)

@@ -44,18 +44,26 @@ class NamingRule:
             raise ParameterError("closeness", f"one of {CLOSENESS} or '' (ties go to the first name)", self.closeness)
 
 
+def _names(score_table: pd.DataFrame, closeness_table: pd.DataFrame | None, rule: NamingRule) -> np.ndarray:
+    """``name_source`` for every row of a (suspect x source) table of P(infringing) at once (ties in P or in
+    closeness go to the first column, as ``idxmax`` does)."""
+    scores = score_table.to_numpy(dtype=float)
+    largest = scores.max(axis=1)
+    best = scores.argmax(axis=1)
+    if closeness_table is not None:
+        tied = scores >= (largest - rule.tie_tolerance)[:, None]
+        best = np.where(tied, closeness_table.to_numpy(dtype=float), -np.inf).argmax(axis=1)
+    names = np.asarray(score_table.columns, dtype=object)[best]
+    return np.where(largest < rule.threshold, INNOCENT, names).astype(str)
+
+
 def name_source(scores_by_source: pd.Series, rule: NamingRule = NamingRule(),
                 closeness_by_source: pd.Series | None = None) -> str:
     """The most likely source of a suspect from its P(infringing) against every source, or "innocent"."""
     if scores_by_source.empty:
         raise ParameterError("scores_by_source", "P(infringing) against at least one source", scores_by_source)
-    best = scores_by_source.idxmax()
-    if scores_by_source[best] < rule.threshold:
-        return INNOCENT
-    if closeness_by_source is not None:
-        tied = scores_by_source.index[scores_by_source >= scores_by_source[best] - rule.tie_tolerance]
-        best = closeness_by_source[tied].idxmax()
-    return str(best)
+    closeness = None if closeness_by_source is None else closeness_by_source.reindex(scores_by_source.index).to_frame().T
+    return str(_names(scores_by_source.to_frame().T, closeness, rule)[0])
 
 
 def key_closeness(table: pd.DataFrame, meta: pd.DataFrame, distance: str = "d_key") -> np.ndarray:
@@ -84,27 +92,32 @@ def key_closeness(table: pd.DataFrame, meta: pd.DataFrame, distance: str = "d_ke
     return closeness
 
 
+def _pivot(meta: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """One value per row of ``meta`` as a (model_id x target) table."""
+    return meta.assign(value=values).pivot_table(index="model_id", columns="target", values="value")
+
+
+def _true_origins(meta: pd.DataFrame) -> pd.Series:
+    models = meta.drop_duplicates("model_id").set_index("model_id")
+    return pd.Series(np.where(models.rho > 0, models.source, INNOCENT), index=models.index, name="true origin")
+
+
 def named_sources(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = NamingRule(),
                   closeness: dict[str, np.ndarray] | None = None) -> pd.Series:
     """The named source (or "innocent") per model_id of suspects scored against every source; ``closeness`` maps
     statistic names to one value per row of ``meta`` and must hold the rule's statistic, if it has one."""
     if rule.closeness and rule.closeness not in (closeness or {}):
         raise ParameterError("closeness", f"the rule's statistic {rule.closeness!r} per row of meta", sorted(closeness or {}))
-    frame = meta.assign(score=scores)
-    score_table = frame.pivot_table(index="model_id", columns="target", values="score")
-    closeness_table = (frame.assign(closeness=closeness[rule.closeness]).pivot_table(
-        index="model_id", columns="target", values="closeness") if rule.closeness else None)
-    return pd.Series({model: name_source(score_table.loc[model], rule,
-                                         None if closeness_table is None else closeness_table.loc[model])
-                      for model in score_table.index}, name="named source")
+    score_table = _pivot(meta, scores)
+    closeness_table = _pivot(meta, closeness[rule.closeness]) if rule.closeness else None
+    return pd.Series(_names(score_table, closeness_table, rule), index=score_table.index, name="named source")
 
 
 def source_confusion(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = NamingRule(),
                      closeness: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Suspects scored against every source: true origin (source or "innocent") x named source (or "innocent")."""
     named = named_sources(meta, scores, rule, closeness)
-    models = meta.drop_duplicates("model_id").set_index("model_id")
-    truth = pd.Series(np.where(models.rho > 0, models.source, INNOCENT), index=models.index, name="true origin")
+    truth = _true_origins(meta)
     order = sorted(meta.target.unique()) + [INNOCENT]
     return pd.crosstab(truth, named.reindex(truth.index)).reindex(index=order, columns=order, fill_value=0)
 
@@ -119,17 +132,33 @@ def naming_accuracy(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = N
 def choose_naming_rule(meta: pd.DataFrame, scores: np.ndarray, closeness: dict[str, np.ndarray] | None = None,
                        thresholds=None, tie_tolerances=(0.0,)) -> tuple[NamingRule, pd.DataFrame]:
     """The naming level, tie tolerance and closeness statistic, chosen on shadow suspects (out-of-fold scores): the
-    most accurate rule of the grid (every statistic in ``closeness``, or none when it is empty); among equally
-    accurate ones the smallest tolerance, then the statistic first in ``CLOSENESS``, then the middle level."""
+    most accurate rule of the grid (every statistic in ``closeness``, or none when it is empty), as ``best_rule``
+    picks it; the grid's table is returned with it."""
     thresholds = np.round(np.arange(0.05, 1.0, 0.025), 3) if thresholds is None else np.asarray(thresholds)
     statistics = [name for name in CLOSENESS if name in (closeness or {})] or [""]
-    rows = [{"closeness": statistic, "tie_tolerance": float(tolerance), "threshold": float(level),
-             "shadow_naming_accuracy": naming_accuracy(meta, scores, NamingRule(float(level), float(tolerance), statistic),
-                                                       closeness)}
-            for statistic in statistics for tolerance in (tie_tolerances if statistic else (0.0,)) for level in thresholds]
+    # the tables are pivoted once; every rule of the grid only re-reads them
+    score_table, truth = _pivot(meta, scores), _true_origins(meta)
+    truth = truth.reindex(score_table.index).to_numpy()
+    rows = []
+    for statistic in statistics:
+        closeness_table = _pivot(meta, closeness[statistic]) if statistic else None
+        for tolerance in (tie_tolerances if statistic else (0.0,)):
+            for level in thresholds:
+                rule = NamingRule(float(level), float(tolerance), statistic)
+                rows.append({"closeness": statistic, "tie_tolerance": float(tolerance), "threshold": float(level),
+                             "shadow_naming_accuracy": float((_names(score_table, closeness_table, rule) == truth).mean())})
     table = pd.DataFrame(rows)
+    return best_rule(table), table
+
+
+def best_rule(table: pd.DataFrame) -> NamingRule:
+    """The rule of a ``choose_naming_rule`` grid table (or of a part of it, e.g. one statistic's rows) that names the
+    most shadow suspects right; among equally accurate ones the smallest tolerance, then the statistic first in
+    ``CLOSENESS``, then the middle level."""
+    if table.empty:
+        raise ParameterError("table", "at least one naming rule's shadow accuracy", 0)
     best = table[np.isclose(table.shadow_naming_accuracy, table.shadow_naming_accuracy.max())]
     best = best[best.tie_tolerance == best.tie_tolerance.min()]
     best = best[best.closeness == best.closeness.iloc[0]]  # rows are in CLOSENESS order
     chosen = best.iloc[len(best) // 2]
-    return NamingRule(float(chosen.threshold), float(chosen.tie_tolerance), str(chosen.closeness)), table
+    return NamingRule(float(chosen.threshold), float(chosen.tie_tolerance), str(chosen.closeness))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from provlib.attribution.calibration import key_distances, key_sets, model_confs
+from provlib.attribution.calibration import key_distances, key_sets, model_confs, shadow_selection
 from provlib.attribution.descriptor import load_descriptor, save_descriptor
 from provlib.attribution.discriminator import Discriminator, DiscriminatorConfig, feature_vector, per_key_distances
 from provlib.attribution.distance import EmbeddingSpace, PixelSpace
@@ -32,8 +32,7 @@ DECISION_THRESHOLD = 0.5  # notebook 05's default: P(infringing) at or above whi
 
 def shadow_thresholds(zoo) -> dict:
     """The row of notebook 03's ``delta0`` table it selected (same preset, seed, N and k), as a dict."""
-    table = read_table("delta0", zoo.p, "03_delta0_threshold", same=("attribution.key_count", "attribution.query_images"))
-    return table[table.selected].iloc[0].to_dict()
+    return shadow_selection(zoo.p)[1].to_dict()
 
 
 def empirical_p_value(conf: float, innocent_confs) -> float:
@@ -53,7 +52,9 @@ def discriminator_evidence(zoo, source: str) -> tuple[dict, dict, object]:
     row = table1.iloc[0]
     config = DiscriminatorConfig(row.feature_space, row.feature_set, row.classifier, row.scope)
     space = zoo.feature_space(config.feature_space)
-    keys = {s: key_sets(zoo, s, space, strategies=(STRATEGY,))[STRATEGY] for s in p.source_names}
+    # the keys notebook 05 fitted on: those of the reference bases notebook 03 chose
+    reference = shadow_thresholds(zoo).get("reference_bases")
+    keys = {s: key_sets(zoo, s, space, strategies=(STRATEGY,), reference_bases=reference)[STRATEGY] for s in p.source_names}
     shadow = [s for s in zoo.suspect_specs() if s.split == "shadow" and (config.scope == "pooled" or s.source == source)]
     zoo.build_answers(shadow)
     features, meta = feature_matrix(per_key_table(zoo, shadow, keys, space, desc="discriminator's shadow models"),
@@ -87,14 +88,15 @@ def prepare_attribution_keys(zoo, source: str, folder: str | Path, thresholds: d
                              discriminator: bool | None = None, overwrite: bool = False) -> KeyFile:
     """The owner's attribution key file for ``source``: with notebook 03's thresholds for this preset and seed, or
     ``thresholds`` as ``calibrate`` returns them (feature_space, delta0, conf_threshold, rule) plus
-    ``conf_false_positive_rate``. With notebook 05's discriminator (``discriminator_evidence``): always if
+    ``conf_false_positive_rate`` (and ``reference_bases``, the preset's if absent). With notebook 05's discriminator (``discriminator_evidence``): always if
     ``discriminator`` is True, never if False, and if None when 05 has run for this preset and seed (the key file
     then says why it has none)."""
     p = zoo.p
     chosen = shadow_thresholds(zoo) if thresholds is None else thresholds
     space_name = chosen["feature_space"]
     space = zoo.feature_space(space_name)
-    keys = key_sets(zoo, source, space, strategies=(STRATEGY,))[STRATEGY]
+    reference = chosen.get("reference_bases") or p.attribution.reference_bases
+    keys = key_sets(zoo, source, space, strategies=(STRATEGY,), reference_bases=reference)[STRATEGY]
     shadow_innocents = [s for s in zoo.suspect_specs() if s.source == zoo.source(source).name and s.split == "shadow"
                         and s.rho == 0.0]
     if not shadow_innocents:
@@ -103,7 +105,7 @@ def prepare_attribution_keys(zoo, source: str, folder: str | Path, thresholds: d
     distances = key_distances(zoo, shadow_innocents, {keys.source: {STRATEGY: keys}}, space, desc="shadow innocents")
     innocent_confs = model_confs(distances, float(chosen["delta0"])).conf.tolist()
     settings = {
-        "source": keys.source, "preset": p.name, "seed": p.seed, "strategy": STRATEGY, "feature_space": space_name,
+        "source": keys.source, "preset": p.name, "seed": p.seed, "strategy": STRATEGY, "feature_space": space_name, "reference_bases": reference,
         "delta0": float(chosen["delta0"]), "conf_threshold": float(chosen["conf_threshold"]),
         "conf_false_positive_rate": float(chosen["conf_false_positive_rate"]), "threshold_rule": chosen["rule"],
         "conf_level_rule": str(chosen.get("conf_level_rule", "empirical")),
