@@ -231,8 +231,9 @@ def _preset(name: str, **flat) -> Preset:
 # rest, so key selection has something to find that random training samples do not (owner-side pilot, README: the
 # source answering its own key prompts, Strategy 1+2 vs random keys, at 32 / 128 / 256 private images). A source's
 # innocents are its domain's innocent models on both bases (8 per base and domain: 5 test ones each, 10 per source).
-# Key selection discounts what every public base draws (reference_bases="every"), since half of those innocents
-# fine-tune the source's own base; notebook 03 compares it with the paper's single reference on shadow models.
+# Key selection's reference bases are chosen in notebook 03 on shadow models (the paper's single reference, the suspect
+# base, or every public base, since half of those innocents fine-tune the source's own base); the preset's
+# reference_bases="every" wins a tie there and is what key selection uses outside the notebooks' choice.
 # The autoencoder trains 2000 steps (floor 0.09 instead of 0.13 at 800): ρ = 0.3 suspects then reproduce the keys
 # they saw more closely and a tighter δ0 separates them (cold run of seed 0: gap +0.34 from +0.28, README).
 CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=128, private_duplicates=16,

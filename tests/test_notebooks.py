@@ -137,21 +137,21 @@ EXPECTED_BY_MACHINE = [
     {
         "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
         "02": {"suspects' final loss": 0.817526, "generated training images": 288},
-        "03": {"delta0": 0.03, "shadow conf gap": 0.145833},
-        "04": {"strategy 1+2 mean conf": 0.180556},
-        "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.875},
-        "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963583},
+        # 03-05 and 08 re-pinned 2026-12-05 from the whole suite on the AVX-512 machine, when notebook 03 began to
+        # choose the reference bases on shadows (smoke then keys against every base); their values before are void
+        "03": {"delta0": 0.025, "shadow conf gap": 0.1875},
+        "04": {"strategy 1+2 mean conf": 0.5},
+        "05": {"Table 1 mean AUC": 0.666667, "best shadow CV AUC": 0.833333},
+        "08": {"verified suspects' mean conf": 0.625, "LoRA exports' share of the weight change kept": 0.963583},
     },
     {  # Intel Xeon with AVX-512 (torch.backends.cpu.get_cpu_capability() == "AVX512"), 2026-12-03
         "01": {"source models' final loss": 0.825475, "generations' nearest-training distance": 0.168000},
         "02": {"suspects' final loss": 0.817537, "generated training images": 288},
-        "03": {"delta0": 0.03, "shadow conf gap": 0.166667},
-        "04": {"strategy 1+2 mean conf": 0.208333},
-        "05": {"Table 1 mean AUC": 0.5, "best shadow CV AUC": 0.708333},
         "06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.008415},
         # 07 re-pinned 2026-12-04 19:47 UTC from the whole suite when the analogues moved to guidance 50
         "07": {"Fisher rule mean p-value": 0.663983, "TrainProVe-Ent mean p-value": 0.833333, "suspect accuracy": 0.167949},
-        "08": {"verified suspects' mean conf": 0.0, "LoRA exports' share of the weight change kept": 0.963563},
+        # the LoRA share has measured either value of the two sets on this machine kind; conf as re-pinned above
+        "08": {"verified suspects' mean conf": 0.625, "LoRA exports' share of the weight change kept": 0.963563},
     },
     # the same AVX-512 kind, 2026-12-04 16:55 UTC: the whole suite measured every value of the set above but 06's
     # Baseline 1 score (-0.003187). Nothing on 06's path changed (train_denoiser with its defaults trains bitwise as
@@ -173,7 +173,7 @@ def extra_checks_03():
     # smoke has two public bases, so both reference choices are calibrated in every feature space
     assert set(delta0.reference_bases) == {"suspect", "every"}
     selected = delta0[delta0.selected].iloc[0]
-    assert selected.shadow_conf_gap == delta0.shadow_conf_gap.max()
+    assert selected.shadow_conf_gap == pytest.approx(delta0.shadow_conf_gap.max(), abs=1e-12)
     lineage = table("reference_bases_choice")
     assert set(lineage[lineage.chosen].reference_bases) == {selected.reference_bases}
 
