@@ -218,10 +218,16 @@ def select_calibration(table: pd.DataFrame, preferred_reference: str | None = No
     return pd.Series(np.arange(len(table)) == np.flatnonzero(best)[0], index=table.index)
 
 
+def shadow_calibrations(preset) -> pd.DataFrame:
+    """Notebook 03's calibration table (one row per feature space and reference choice, ``selected`` marking the one
+    the later notebooks use), refused unless 03 ran for this preset, seed, N and k."""
+    return read_table("delta0", preset, "03_delta0_threshold", same=("attribution.key_count", "attribution.query_images"))
+
+
 def shadow_selection(preset):
     """Notebook 03's selected calibration row (feature space, δ0, conf level, reference bases), read for this preset,
     seed, N and k only, and the preset with the reference bases 03 chose: what notebooks 04, 05 and 08 key on."""
-    table = read_table("delta0", preset, "03_delta0_threshold", same=("attribution.key_count", "attribution.query_images"))
+    table = shadow_calibrations(preset)
     chosen = table[table.selected].iloc[0]
     reference = chosen.get("reference_bases", preset.attribution.reference_bases)
     return preset.replace(reference_bases=reference), chosen

@@ -88,9 +88,9 @@ def prepare_attribution_keys(zoo, source: str, folder: str | Path, thresholds: d
                              discriminator: bool | None = None, overwrite: bool = False) -> KeyFile:
     """The owner's attribution key file for ``source``: with notebook 03's thresholds for this preset and seed, or
     ``thresholds`` as ``calibrate`` returns them (feature_space, delta0, conf_threshold, rule) plus
-    ``conf_false_positive_rate`` (and ``reference_bases``, the preset's if absent). With notebook 05's discriminator (``discriminator_evidence``): always if
-    ``discriminator`` is True, never if False, and if None when 05 has run for this preset and seed (the key file
-    then says why it has none)."""
+    ``conf_false_positive_rate`` (and ``reference_bases``, the preset's if absent). With notebook 05's discriminator
+    (``discriminator_evidence``): always if ``discriminator`` is True, never if False, and if None when 05 has run for
+    this preset and seed (the key file then says why it has none)."""
     p = zoo.p
     chosen = shadow_thresholds(zoo) if thresholds is None else thresholds
     space_name = chosen["feature_space"]
@@ -105,7 +105,8 @@ def prepare_attribution_keys(zoo, source: str, folder: str | Path, thresholds: d
     distances = key_distances(zoo, shadow_innocents, {keys.source: {STRATEGY: keys}}, space, desc="shadow innocents")
     innocent_confs = model_confs(distances, float(chosen["delta0"])).conf.tolist()
     settings = {
-        "source": keys.source, "preset": p.name, "seed": p.seed, "strategy": STRATEGY, "feature_space": space_name, "reference_bases": reference,
+        "source": keys.source, "preset": p.name, "seed": p.seed, "strategy": STRATEGY, "feature_space": space_name,
+        "reference_bases": reference,
         "delta0": float(chosen["delta0"]), "conf_threshold": float(chosen["conf_threshold"]),
         "conf_false_positive_rate": float(chosen["conf_false_positive_rate"]), "threshold_rule": chosen["rule"],
         "conf_level_rule": str(chosen.get("conf_level_rule", "empirical")),
