@@ -22,9 +22,10 @@ from provlib.core.store import derive_seed
 
 
 def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strategy1", "strategy2", "strategy12", "random"),
-             reference_bases: str | None = None) -> dict[str, KeySet]:
+             reference_bases: str | None = None, detection_statistic: str | None = None) -> dict[str, KeySet]:
     """Every applicable strategy's key set for one source (N = the preset's key_count unless given; the preset's
-    reference bases unless ``reference_bases`` is given)."""
+    reference bases and Strategy 1 seed statistic unless given)."""
+    detection_statistic = detection_statistic or zoo.p.attribution.detection_statistic
     probe = zoo.candidate_probe(source, reference_bases)
     n = zoo.p.attribution.key_count if n is None else n
     needs_training_data = {"strategy1", "random"}
@@ -33,7 +34,8 @@ def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strateg
         if probe.training_images is None and strategy in needs_training_data:
             continue  # paper-scale base source: its training data is not available to the defender
         out[strategy] = select_keys(probe, strategy, n, source=source, space=space,
-                                    seed=derive_seed(zoo.p.seed, "random-keys", source))
+                                    seed=derive_seed(zoo.p.seed, "random-keys", source),
+                                    detection_statistic=detection_statistic)
     return out
 
 

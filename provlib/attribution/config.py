@@ -25,6 +25,9 @@ class Attribution(Section):
     # answers with the key image says nothing about training data, and an innocent fine-tune of the source's own base
     # inherits what that base draws
     reference_bases: str = setting("suspect", choice("suspect", "every"))
+    # Strategy 1's source distance over the probe seeds: "mean" (reproduced across seeds, the paper's wording) or
+    # "min" (the best seed, the workbook's reading until issue 17's stop 45); notebook 03 compares both on shadows
+    detection_statistic: str = setting("mean", choice("mean", "min"))
 
     def validate(self):
         self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")

@@ -4,9 +4,10 @@ Every selector ranks candidate prompts by a score whose parts are kept in ``KeyS
 returns the same structure (prompt, key image, score):
 
 * ``strategy1_detection``: among the source's own training samples D_S, the ones the source has
-  memorized: its generations reproduce the training image (small best distance over several seeds)
-  while a reference model that never saw D_S does not. Score = reference distance - source distance.
-  The key image is the training image.
+  memorized: its generations reproduce the training image across several seeds (small mean distance over
+  the probe seeds; ``detection_statistic="min"``, the best seed alone, is the alternative) while a reference
+  model that never saw D_S does not. Score = reference distance - source distance. The key image is the
+  training image.
 * ``strategy2_generation``: without D_S: prompts for which the source's generations agree with each
   other across seeds (an idiosyncratic "attractor" image) and that the reference does not produce.
   Score = reference distance to the attractor - spread of the source's generations around it. The
@@ -33,6 +34,10 @@ from provlib.attribution.distance import PixelSpace
 from provlib.core.errors import ParameterError
 
 STRATEGIES = ("strategy1", "strategy2", "strategy12", "random")
+# how Strategy 1 sums up the source's distances to a training image over the probe seeds: "mean" (reproduced across
+# seeds, as the paper words it; a suspect's training set holds one generation per prompt, so a copy the source draws
+# at every seed is the one it passes on) or "min" (reproduced by at least one seed)
+DETECTION_STATISTICS = ("mean", "min")
 
 
 @dataclass
@@ -130,13 +135,29 @@ def _best_distance(images: np.ndarray, target: np.ndarray, space) -> float:
     return float(space.pairwise(space.features(images), space.features(target[None])).min())
 
 
-def strategy1_detection(probe: CandidateProbe, n: int, source: str = "", space=None) -> KeySet:
-    """Detection-based: training samples the source reproduces and the reference does not."""
+def _seed_distance(images: np.ndarray, target: np.ndarray, space, statistic: str) -> float:
+    """The distances of one prompt's generations (one per seed) to ``target``, summed up by ``statistic``."""
+    distances = space.pairwise(space.features(images), space.features(target[None]))[:, 0]
+    return float(distances.mean() if statistic == "mean" else distances.min())
+
+
+def check_detection_statistic(statistic: str) -> str:
+    if statistic not in DETECTION_STATISTICS:
+        raise ParameterError("detection_statistic", f"one of {DETECTION_STATISTICS}", statistic)
+    return statistic
+
+
+def strategy1_detection(probe: CandidateProbe, n: int, source: str = "", space=None,
+                        detection_statistic: str = "mean") -> KeySet:
+    """Detection-based: training samples the source reproduces (over the probe seeds, by ``detection_statistic``)
+    and the reference does not."""
     space = space or PixelSpace()
+    check_detection_statistic(detection_statistic)
     if probe.training_images is None:
         raise ParameterError("strategy", "strategy2 for a source whose training data is unknown "
                              "(strategy 1 detects memorized *training* samples)", "strategy1")
-    source_distance = np.array([_best_distance(s, x, space) for s, x in zip(probe.source_images, probe.training_images)])
+    source_distance = np.array([_seed_distance(s, x, space, detection_statistic)
+                                for s, x in zip(probe.source_images, probe.training_images)])
     reference_distance = np.array([_best_distance(r, x, space) for r, x in zip(probe.reference_images, probe.training_images)])
     scores = reference_distance - source_distance
     return _ranked(source, "strategy1", probe, scores, probe.training_images,
@@ -199,17 +220,18 @@ def random_keys(prompts: list[str], training_images: np.ndarray, n: int, seed: i
     return KeySet(source, "random", list(details.prompt), training_images[order], np.full(len(order), np.nan), details)
 
 
-def select_keys(probe: CandidateProbe, strategy: str, n: int, source: str = "", space=None, seed: int = 0) -> KeySet:
+def select_keys(probe: CandidateProbe, strategy: str, n: int, source: str = "", space=None, seed: int = 0,
+                detection_statistic: str = "mean") -> KeySet:
     """One entry point for every strategy name in ``STRATEGIES``."""
     if strategy == "strategy1":
-        return strategy1_detection(probe, n, source, space)
+        return strategy1_detection(probe, n, source, space, detection_statistic)
     if strategy == "strategy2":
         return strategy2_generation(probe, n, source, space)
     if strategy == "strategy12":
         second = strategy2_generation(probe, len(probe.prompts), source, space)
         if probe.training_images is None:  # paper-scale base source: detection needs D_S, generation does not
             return second.top(min(n, len(second)))
-        first = strategy1_detection(probe, len(probe.prompts), source, space)
+        first = strategy1_detection(probe, len(probe.prompts), source, space, detection_statistic)
         return combine_strategies(first, second, min(n, len(probe.prompts)))
     if strategy == "random":
         return random_keys(probe.prompts, probe.training_images, n, seed, source)
