@@ -290,3 +290,16 @@ def test_later_notebooks_key_on_the_reference_notebook_03_selected():
     assert preset.attribution.reference_bases == "suspect"  # the preset itself is left alone
     with pytest.raises(ParameterError, match="03_delta0_threshold"):
         shadow_selection(load_preset("smoke", key_count=7))  # 03 ran with another N
+
+
+def test_detection_statistic_prefers_a_copy_drawn_at_every_seed():
+    probe = make_probe()  # prompt 0: the source draws its training image at every seed; prompt 1: at one seed of 3
+    by_min = keys.strategy1_detection(probe, 6, detection_statistic="min")
+    by_mean = keys.strategy1_detection(probe, 6, detection_statistic="mean")
+    np.testing.assert_allclose(by_min.details.set_index("prompt").source_distance[["prompt 0", "prompt 1"]], 0, atol=1e-6)
+    distance = by_mean.details.set_index("prompt").source_distance
+    assert distance["prompt 0"] < 1e-6 < distance["prompt 1"] < distance.drop(["prompt 0", "prompt 1"]).min()
+    assert by_mean.prompts[0] == "prompt 0"
+    assert keys.select_keys(probe, "strategy12", 4).prompts == keys.select_keys(probe, "strategy12", 4, detection_statistic="mean").prompts
+    with pytest.raises(ParameterError, match="detection_statistic"):
+        keys.select_keys(probe, "strategy1", 2, detection_statistic="median")

@@ -27,7 +27,8 @@ CONTRACTS = {
     "02": {"suspect_manifest": {"model_id", "source", "rho", "seed", "split"}},
     "03": {"delta0": {"feature_space", "reference_bases", "delta0", "conf_false_positive_rate"}, "delta0_table2": {"feature_space", "model", "mean"},
            "key_samples": {"prompt", "source", "strategy", "feature_space"},
-           "reference_bases_choice": {"reference_bases", "shadow_models", "mean_conf", "called_infringing", "chosen"}},
+           "reference_bases_choice": {"reference_bases", "shadow_models", "mean_conf", "called_infringing", "chosen"},
+           "detection_statistic_choice": {"detection_statistic", "in_use", "delta0", "shadow_conf_gap"}},
     "04": {"instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
            "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
            "signal_chain": {"source", "rho", "split", "source_copy_rate", "near_copy_share", "coverage", "d_covered",
@@ -176,6 +177,10 @@ def extra_checks_03():
     assert selected.shadow_conf_gap == pytest.approx(delta0.shadow_conf_gap.max(), abs=1e-12)
     lineage = table("reference_bases_choice")
     assert set(lineage[lineage.chosen].reference_bases) == {selected.reference_bases}
+    detection = table("detection_statistic_choice")  # both Strategy 1 statistics, the preset's in use
+    assert sorted(detection.detection_statistic) == ["mean", "min"]
+    assert list(detection[detection.in_use].detection_statistic) == ["mean"]
+    assert set(detection.reference_bases) == {selected.reference_bases}
 
 
 def extra_checks_04():
