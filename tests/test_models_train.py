@@ -174,3 +174,13 @@ def test_text_encoder_training_and_channels_last_keep_the_recipe(tiny_data):
         for name, weight in module.named_parameters():
             assert weight.is_contiguous(), name  # handed back in the default format: saved and sampled as any model
     assert not any(p.requires_grad for p in fast_pipe.text_encoder.parameters())
+
+
+def test_throughput_table_times_every_loop_variant(tiny_data):
+    from provlib.core.throughput import VARIANTS, throughput_table
+    threads = torch.get_num_threads()
+    table = throughput_table(fresh_pipe(), tiny_data, steps=2, batch_sizes=[4], lr=1e-3, train_text_encoder=True)
+    assert len(table) == len(VARIANTS) and (table.samples_per_second > 0).all() and (table.threads == 1).all()
+    plain = table[(table.loop == "bare PyTorch loop") & ~table.channels_last & ~table.fused_adamw]
+    assert plain.ratio_to_bare_loop.tolist() == [1.0]
+    assert torch.get_num_threads() == threads  # the measurement's one thread is given back
