@@ -125,8 +125,13 @@ def source_confusion(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = 
 def naming_accuracy(meta: pd.DataFrame, scores: np.ndarray, rule: NamingRule = NamingRule(),
                     closeness: dict[str, np.ndarray] | None = None) -> float:
     """Share of suspects named right (their source, or "innocent")."""
-    confusion = source_confusion(meta, scores, rule, closeness).to_numpy()
-    return float(np.trace(confusion) / confusion.sum())
+    named = named_sources(meta, scores, rule, closeness)
+    return _share_named_right(named.to_numpy(), _true_origins(meta).reindex(named.index).to_numpy())
+
+
+def _share_named_right(named: np.ndarray, truth: np.ndarray) -> float:
+    """The one accuracy formula of naming: ``naming_accuracy`` and every rule of ``choose_naming_rule``'s grid."""
+    return float((named == truth).mean())
 
 
 def choose_naming_rule(meta: pd.DataFrame, scores: np.ndarray, closeness: dict[str, np.ndarray] | None = None,
@@ -146,7 +151,7 @@ def choose_naming_rule(meta: pd.DataFrame, scores: np.ndarray, closeness: dict[s
             for level in thresholds:
                 rule = NamingRule(float(level), float(tolerance), statistic)
                 rows.append({"closeness": statistic, "tie_tolerance": float(tolerance), "threshold": float(level),
-                             "shadow_naming_accuracy": float((_names(score_table, closeness_table, rule) == truth).mean())})
+                             "shadow_naming_accuracy": _share_named_right(_names(score_table, closeness_table, rule), truth)})
     table = pd.DataFrame(rows)
     return best_rule(table), table
 
