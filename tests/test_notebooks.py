@@ -6,6 +6,7 @@ that alters behaviour fails the notebook it touches, by name. Re-pin only for a 
 stand-ins; it is checked for its tables and figures, not pinned. Notebooks run in order in one results folder per
 preset; a test selected alone runs the notebooks before it first.
 """
+import json
 import os
 from pathlib import Path
 
@@ -289,6 +290,8 @@ def test_notebooks_exist_and_have_one_parameters_cell():
         assert len(tagged) == 1, f"{nb.name}: needs exactly one cell tagged 'parameters'"
         assert "preset =" in tagged[0].source
         assert all(not c.get("outputs") for c in cells if c.cell_type == "code"), f"{nb.name}: commit notebooks without outputs"
+        # read raw: nbformat fills in a missing id on reading (and will refuse one in a future version)
+        assert all("id" in c for c in json.loads(nb.read_text())["cells"]), f"{nb.name}: every cell needs an id"
 
 
 @pytest.mark.parametrize("number", sorted(PINNED))
