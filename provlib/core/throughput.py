@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from provlib.core.train import _token_ids, encode_latents, train_denoiser
+from provlib.core.train import encode_latents, token_ids, train_denoiser
 
 WARMUP = 5
 VARIANTS = (("bare PyTorch loop", False, False), ("bare PyTorch loop", False, True), ("bare PyTorch loop", True, True),
@@ -38,7 +38,7 @@ def bare_loop(pipe, data, steps: int, batch: int, lr: float, *, channels_last: b
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     mean, std = encode_latents(pipe.vae, data.images)
     scale = float(pipe.vae.config.scaling_factor)
-    ids = _token_ids(pipe, list(data.captions))
+    ids = token_ids(pipe, list(data.captions))
     params = list(unet.parameters())
     if train_text_encoder:
         text_encoder.train().requires_grad_(True)

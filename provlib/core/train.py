@@ -73,13 +73,13 @@ def encode_latents(vae, images: np.ndarray, batch_size: int = 64) -> tuple[torch
     return torch.cat(means), torch.cat(stds)
 
 
-def _token_ids(pipe: StableDiffusionPipeline, captions: list[str]) -> torch.Tensor:
+def token_ids(pipe: StableDiffusionPipeline, captions: list[str]) -> torch.Tensor:
     return pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                           truncation=True, return_tensors="pt").input_ids
 
 
 def _encode_prompts(pipe: StableDiffusionPipeline, captions: list[str]) -> torch.Tensor:
-    return pipe.text_encoder(_token_ids(pipe, captions).to(pipe.text_encoder.device))[0]
+    return pipe.text_encoder(token_ids(pipe, captions).to(pipe.text_encoder.device))[0]
 
 
 def _latest_checkpoint(checkpoint_dir: Path | None) -> Path | None:
@@ -163,7 +163,7 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
     caption_index = torch.tensor([captions.index(c) for c in data.captions])
     empty_index = captions.index("")
     if train_text_encoder:
-        caption_ids = _token_ids(pipe, captions).to(device)  # tokenized once, not at every step
+        caption_ids = token_ids(pipe, captions).to(device)  # tokenized once, not at every step
     else:
         with torch.no_grad():
             frozen_embeddings = torch.cat([_encode_prompts(pipe, captions[i:i + 256]) for i in range(0, len(captions), 256)])
