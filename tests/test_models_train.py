@@ -184,3 +184,26 @@ def test_throughput_table_times_every_loop_variant(tiny_data):
     plain = table[(table.loop == "bare PyTorch loop") & ~table.channels_last & ~table.fused_adamw]
     assert plain.ratio_to_bare_loop.tolist() == [1.0]
     assert torch.get_num_threads() == threads  # the measurement's one thread is given back
+
+
+def test_distinct_captions_through_the_encoder_give_the_per_row_gradients():
+    # the training loop encodes each distinct caption of a batch once and gathers the rows: the same embeddings and
+    # the same text-encoder gradients as encoding every row (repeats sum through the gather)
+    from provlib.core.train import token_ids
+    pipe = fresh_pipe()
+    encoder = pipe.text_encoder.train().requires_grad_(True)
+    ids = token_ids(pipe, ["a face", "a red car", "a face smiling"])
+    rows = torch.tensor([0, 2, 0, 1, 0, 2])
+    weights = torch.randn(len(rows), *encoder(ids[:1])[0].shape[1:], generator=torch.Generator().manual_seed(0))
+
+    def gradients(embed):
+        encoder.zero_grad()
+        (embed() * weights).sum().backward()
+        return [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+
+    per_row = gradients(lambda: encoder(ids[rows])[0])
+    distinct, position = torch.unique(rows, return_inverse=True)
+    gathered = gradients(lambda: encoder(ids[distinct])[0][position])
+    assert len(per_row) == len(gathered) > 0
+    for a, b in zip(per_row, gathered):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # float32 sums in another order
