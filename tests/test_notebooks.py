@@ -20,6 +20,9 @@ from provlib.presets import PRESETS
 NOTEBOOKS = cli.notebooks()
 NUMBERS = [nb.name[:2] for nb in NOTEBOOKS]
 PIN = dict(rel=1e-4, abs=1e-6)
+# 06's Baseline 1 score is a mean of near-zero scores (about -0.0032) that wanders by a few 1e-6 between runs of the same
+# code on one machine (-0.0031995, -0.0032007, -0.003202 in three suites of 2026-12-05): pinned to 1e-5 absolute
+PIN_BY_NAME = {"Baseline 1 score": dict(rel=1e-4, abs=1e-5)}
 
 CONTRACTS = {
     "01": {"source_models": {"source", "paper_analogue", "final_loss"}, "source_memorization": {"source", "group", "copy_rate"},
@@ -159,10 +162,6 @@ EXPECTED_BY_MACHINE = [
         # the LoRA share has measured either value of the two sets on this machine kind; conf as re-pinned above
         "08": {"verified suspects' mean conf": 0.25, "LoRA exports' share of the weight change kept": 0.963563},
     },
-    # the same AVX-512 kind, 2026-12-05 05:25 UTC: a clean-clone suite of the same code measured 06's Baseline 1 score
-    # -0.0031995 (the set above: -0.003202, rel. 8e-4 apart) with every other value equal; 06's Baseline 1 score has
-    # wandered at this level before (see the git history of these pins), its cause not pinned down, so both are accepted
-    {"06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.0031995}},
 ]
 PINNED = {"01": pinned_01, "02": pinned_02, "03": pinned_03, "04": pinned_04, "05": pinned_05, "06": pinned_06, "07": pinned_07,
           "08": pinned_08}
@@ -303,7 +302,8 @@ def test_notebook_runs_at_smoke_and_keeps_its_pinned_values(number, smoke_runs, 
     check_tables_and_figures(number)
     measured = PINNED[number]()
     pinned = [machine[number] for machine in EXPECTED_BY_MACHINE if number in machine]
-    assert any(all(measured[name] == pytest.approx(expected, **PIN) for name, expected in values.items())
+    assert any(all(measured[name] == pytest.approx(expected, **PIN_BY_NAME.get(name, PIN))
+                   for name, expected in values.items())
                for values in pinned), f"notebook {number}: measured {measured}, pinned {pinned}"
 
 
