@@ -132,7 +132,7 @@ def _ranked(source: str, strategy: str, probe: CandidateProbe, scores: np.ndarra
 
 
 def _best_distance(images: np.ndarray, target: np.ndarray, space) -> float:
-    return float(space.pairwise(space.features(images), space.features(target[None])).min())
+    return _seed_distance(images, target, space, "min")
 
 
 def _seed_distance(images: np.ndarray, target: np.ndarray, space, statistic: str) -> float:
