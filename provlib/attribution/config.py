@@ -5,6 +5,11 @@ from dataclasses import dataclass
 
 from provlib.core.config import Section, at_least_int, choice, positive_int, setting
 
+# how Strategy 1 sums up the source's distances to a training image over the probe seeds: "mean" (reproduced across
+# seeds, as the paper words it; a suspect's training set holds one generation per prompt, so a copy the source draws
+# at every seed is the one it passes on) or "min" (reproduced by at least one seed)
+DETECTION_STATISTICS = ("mean", "min")
+
 
 @dataclass(frozen=True)
 class Attribution(Section):
@@ -25,9 +30,9 @@ class Attribution(Section):
     # answers with the key image says nothing about training data, and an innocent fine-tune of the source's own base
     # inherits what that base draws
     reference_bases: str = setting("suspect", choice("suspect", "every"))
-    # Strategy 1's source distance over the probe seeds: "mean" (reproduced across seeds, the paper's wording) or
-    # "min" (the best seed, the workbook's reading until issue 17's stop 45); notebook 03 compares both on shadows
-    detection_statistic: str = setting("mean", choice("mean", "min"))
+    # Strategy 1's source distance over the probe seeds (DETECTION_STATISTICS); "min" was the workbook's reading until
+    # issue 17's stop 45; notebook 03 compares both on shadows
+    detection_statistic: str = setting("mean", choice(*DETECTION_STATISTICS))
 
     def validate(self):
         self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")

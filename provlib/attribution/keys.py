@@ -30,14 +30,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import median_abs_deviation
 
+from provlib.attribution.config import DETECTION_STATISTICS
 from provlib.attribution.distance import PixelSpace
 from provlib.core.errors import ParameterError
 
 STRATEGIES = ("strategy1", "strategy2", "strategy12", "random")
-# how Strategy 1 sums up the source's distances to a training image over the probe seeds: "mean" (reproduced across
-# seeds, as the paper words it; a suspect's training set holds one generation per prompt, so a copy the source draws
-# at every seed is the one it passes on) or "min" (reproduced by at least one seed)
-DETECTION_STATISTICS = ("mean", "min")
 
 
 @dataclass
