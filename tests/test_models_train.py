@@ -181,9 +181,22 @@ def test_throughput_table_times_every_loop_variant(tiny_data):
     threads = torch.get_num_threads()
     table = throughput_table(fresh_pipe(), tiny_data, steps=2, batch_sizes=[4], lr=1e-3, train_text_encoder=True)
     assert len(table) == len(VARIANTS) and (table.samples_per_second > 0).all() and (table.threads == 1).all()
+    assert (table.warmup_seconds > 0).all() and not table.torch_compile.any()
     plain = table[(table.loop == "bare PyTorch loop") & ~table.channels_last & ~table.fused_adamw]
     assert plain.ratio_to_bare_loop.tolist() == [1.0]
     assert torch.get_num_threads() == threads  # the measurement's one thread is given back
+
+
+def test_throughput_table_adds_the_compiled_loop_on_request(tiny_data, monkeypatch):
+    # the plumbing only: compiling even a tiny UNet takes a minute, so torch.compile is replaced by a recorder
+    from provlib.core import throughput
+    compiled = []
+    monkeypatch.setattr(throughput.torch, "compile", lambda module: compiled.append(module) or module)
+    table = throughput.throughput_table(fresh_pipe(), tiny_data, steps=2, batch_sizes=[4], lr=1e-3,
+                                        train_text_encoder=False, compiled=True)
+    assert len(table) == len(throughput.VARIANTS) + len(throughput.COMPILED_VARIANTS) and len(compiled) == 1
+    assert table[table.torch_compile].loop.tolist() == ["bare PyTorch loop"]
+    assert (table[~table.torch_compile & ~table.channels_last & ~table.fused_adamw].ratio_to_bare_loop == 1.0).all()
 
 
 def test_distinct_captions_through_the_encoder_give_the_per_row_gradients():
