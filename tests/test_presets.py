@@ -12,7 +12,7 @@ def test_default_presets_exist_and_validate():
     with_bases = load_preset("cpu", base_sources=True)
     assert with_bases.source_names == ["v1", "v1-faces", "v1-scenes", "v2", "v2-faces", "v2-scenes"]
     quick = load_preset("quick")  # one fine-tuned source per domain, the issue-17 world
-    assert quick.source_names == ["v1-faces", "v1-scenes"] and quick.world.identity_grid > 0
+    assert quick.source_names == ["v2-faces", "v2-scenes"] and quick.world.identity_grid > 0
     assert quick.suspects.train_text_encoder and quick.models.source_train_text_encoder
 
 
