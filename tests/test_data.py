@@ -131,3 +131,21 @@ def test_autoencoder_levers_set_its_shape_and_enter_its_key_only_when_moved(tmp_
     assert moved["latent_channels"] == 16 and moved["width"] == 32
     with pytest.raises(ParameterError, match="vae_width"):
         load_preset("smoke", vae_width=12)
+
+
+def test_unet_width_lever_builds_a_narrower_base_and_enters_only_its_key(tmp_path):
+    from provlib.core import models
+    from provlib.core.zoo import Zoo
+    from provlib.presets import load_preset
+    vae = models.build_tiny_vae(32, downsampling=8)
+    pipe = models.build_tiny_pipeline("v2", ["a", "face"], vae, seed=0, unet_width=32)
+    assert tuple(pipe.unet.config.block_out_channels) == (32, 64)
+    assert tuple(models.build_tiny_pipeline("v2", ["a"], vae, seed=0).unet.config.block_out_channels) == (48, 96)
+    default = Zoo(load_preset("smoke"), tmp_path, show_progress=False)
+    narrowed = Zoo(load_preset("smoke", unet_widths={"v2": 32}), tmp_path, show_progress=False)
+    # only the narrowed base gets a new key; every other cached base keeps its own
+    assert "unet_width" not in default.base_config("v2") and narrowed.base_config("v2")["unet_width"] == 32
+    assert narrowed.base_config("v1") == default.base_config("v1")
+    for bad in ({"v3": 32}, {"v2": 12}, {"v2": "32"}):
+        with pytest.raises(ParameterError, match="unet_widths"):
+            load_preset("smoke", unet_widths=bad)

@@ -1,9 +1,10 @@
 """Issue 17's cost question: how fast is the workbook's fine-tuning loop against a bare PyTorch loop on the same UNet?
 
     python tools/benchmark_training.py [--preset cpu] [--steps 60] [--batch 16 64] [--threads 1] [--compile]
-                                       [--set KEY=VALUE]
+                                       [--base v1] [--set KEY=VALUE]
 
-Both loops fine-tune a copy of the preset's ``v1`` base on the faces private split at the same batch size and learning
+Both loops fine-tune a copy of one of the preset's bases (``--base``, default ``v1``; ``--set unet_widths='{v2: 32}'``
+times a narrower one) on the faces private split at the same batch size and learning
 rate, the text encoder trained as the preset's suspects train it (``provlib.core.throughput``, which notebook 02 also
 runs; ``--compile`` adds the fused bare loop with its UNet under ``torch.compile``). Writes samples per second and the
 untimed warm-up's seconds (the compilation, for the compiled loop), one row per variant, to ``training_throughput.csv``.
@@ -27,14 +28,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[16])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time the bare loop under torch.compile")
+    parser.add_argument("--base", default="v1", help="the base whose UNet is fine-tuned (default: v1)")
     args = parser.parse_args()
     preset = load_preset(args.preset, **preset_overrides(args))
     zoo = Zoo(preset, show_progress=False)
     recipe = preset.suspects.recipe
-    table = throughput_table(zoo.load(zoo.base_location("v1")), zoo.dataset("faces", "private"), steps=args.steps,
+    pipe = zoo.load(zoo.base_location(args.base))
+    table = throughput_table(pipe, zoo.dataset("faces", "private"), steps=args.steps,
                              batch_sizes=args.batch, lr=recipe.lr, train_text_encoder=preset.suspects.train_text_encoder,
                              threads=args.threads, compiled=args.compile)
     table["vae_downsampling"] = preset.models.vae_downsampling
+    table["base"], table["unet_widths"] = args.base, str(tuple(pipe.unet.config.block_out_channels))
+    table["unet_parameters"] = sum(parameter.numel() for parameter in pipe.unet.parameters())
     write_pilot_table(table, args.name, preset, "tools/benchmark_training.py", args.out)
     print(table.round(3).to_string())
 

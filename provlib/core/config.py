@@ -99,6 +99,14 @@ def mapping(value):
     return "a dict of name -> folder (or hub id) strings"
 
 
+def unet_width_mapping(value):
+    """A dict from base names to the tiny UNet's first block width (a positive multiple of 8: its norm groups)."""
+    if isinstance(value, dict) and all(isinstance(k, str) and _is_int(v) and v >= 8 and v % 8 == 0
+                                       for k, v in value.items()):
+        return None
+    return "a dict of base name -> first UNet block width (a positive multiple of 8)"
+
+
 def names(*, allowed=None, at_least: int = 1, distinct: bool = True, word: bool = False):
     """A tuple of strings: non-empty (``at_least``), optionally distinct, single words, or from ``allowed``."""
     def check(value):
@@ -241,6 +249,9 @@ class Models(Section):
     # distance to its own training images (tools/pilot_autoencoder.py)
     vae_latent_channels: int = setting(8, positive_int)
     vae_width: int = setting(16, lambda v: None if not positive_int(v) and v % 8 == 0 else "a positive multiple of 8")
+    # base -> the tiny UNet's first block width (blocks: w, 2w) where it differs from models.TINY_ARCHITECTURES: a
+    # cost lever (CPU scale only; SD-v1 and SD-v2 have UNets of about one size, 860M parameters)
+    unet_widths: dict = setting({}, unet_width_mapping)
     pretrain: Recipe = field(default_factory=lambda: Recipe(2500, 32, 6e-4))
     source: Recipe = field(default_factory=lambda: Recipe(2500, 16, 6e-4))
     # fine-tune the text encoder with the UNet (DreamBooth's train_text_encoder): a memorization lever
@@ -251,6 +262,8 @@ class Models(Section):
     def validate(self):
         self.require(set(self.fine_tuned_bases) <= set(self.base_names), "fine_tuned_bases",
                      f"a subset of base_names={self.base_names}")
+        self.require(set(self.unet_widths) <= set(self.base_names), "unet_widths",
+                     f"widths of bases among base_names={self.base_names}")
 
 
 @dataclass(frozen=True)

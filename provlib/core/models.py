@@ -82,10 +82,15 @@ def default_scheduler() -> DDIMScheduler:
                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
 
 
-def build_tiny_pipeline(architecture: str, vocabulary: list[str], vae: AutoencoderKL, seed: int) -> StableDiffusionPipeline:
+def build_tiny_pipeline(architecture: str, vocabulary: list[str], vae: AutoencoderKL, seed: int,
+                        unet_width: int | None = None) -> StableDiffusionPipeline:
+    """A tiny text-to-image pipeline of one ``TINY_ARCHITECTURES`` family; ``unet_width`` (the first block's
+    channels, the second has twice as many) replaces the family's UNet width."""
     if architecture not in TINY_ARCHITECTURES:
         raise ParameterError("architecture", f"one of {sorted(TINY_ARCHITECTURES)}", architecture)
-    arch = TINY_ARCHITECTURES[architecture]
+    arch = dict(TINY_ARCHITECTURES[architecture])
+    if unet_width is not None:
+        arch["unet_channels"] = (unet_width, 2 * unet_width)
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer(vocabulary)
     text_encoder = CLIPTextModel(CLIPTextConfig(

@@ -139,7 +139,7 @@ class Zoo:
                 "data": config_hash(self.dataset_config("generic", "private")), "steps": pretrain.steps,
                 "batch_size": pretrain.batch_size, "lr": pretrain.lr, "seed": derive_seed(p.seed, "base", base),
                 **levers_on(duplicates=[p.world.pretrain_duplicates, p.world.pretrain_duplicate_copies]
-                            if p.world.pretrain_duplicates else None)}
+                            if p.world.pretrain_duplicates else None, unet_width=p.models.unet_widths.get(base))}
 
     def base_location(self, base: str) -> str:
         """Folder (or hub id) of a pre-trained base pipeline; at CPU scale it is pre-trained here once and cached."""
@@ -151,7 +151,8 @@ class Zoo:
         pretrain = self.p.models.pretrain
 
         def build(tmp: Path):
-            pipe = models.build_tiny_pipeline(base, scenes.vocabulary(), self.vae(), seed=config["seed"])
+            pipe = models.build_tiny_pipeline(base, scenes.vocabulary(), self.vae(), seed=config["seed"],
+                                              unet_width=config.get("unet_width"))
             losses = train_denoiser(pipe, self.pretraining_set(), steps=pretrain.steps,
                                     batch_size=pretrain.batch_size, lr=pretrain.lr, seed=config["seed"],
                                     train_text_encoder=True, checkpoint_dir=self.store.work_dir("base", config),
