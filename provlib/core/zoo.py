@@ -151,8 +151,7 @@ class Zoo:
         pretrain = self.p.models.pretrain
 
         def build(tmp: Path):
-            pipe = models.build_tiny_pipeline(base, scenes.vocabulary(), self.vae(), seed=config["seed"],
-                                              unet_width=config.get("unet_width"))
+            pipe = models.build_tiny_pipeline(base, scenes.vocabulary(), self.vae(), config["seed"], config.get("unet_width"))
             losses = train_denoiser(pipe, self.pretraining_set(), steps=pretrain.steps,
                                     batch_size=pretrain.batch_size, lr=pretrain.lr, seed=config["seed"],
                                     train_text_encoder=True, checkpoint_dir=self.store.work_dir("base", config),
