@@ -225,8 +225,8 @@ def _preset(name: str, **flat) -> Preset:
 # The CPU world (issue 17; notebook 01 tells it): every image carries coarse content its caption does not predict, an
 # SD-like 8x autoencoder, sources and suspects that fine-tune their text encoder with the UNet (without it the tiny
 # models draw caption averages and copy nothing), and one set of innocent models per (suspect base, domain).
-# Owner-side pilots behind these choices: data/pilots/ and the README. With it, the sizes cpu and quick share
-# (smoke overrides every one of them).
+# Owner-side pilots behind these choices: data/pilots/ and the README. With it, the sizes cpu and quick share unless
+# quick sets its own (smoke overrides every one of them).
 # Sources fine-tune on 128 private images, 16 of them 8 times over: they copy the duplicated ones and only some of the
 # rest, so key selection has something to find that random training samples do not (owner-side pilot, README: the
 # source answering its own key prompts, Strategy 1+2 vs random keys, at 32 / 128 / 256 private images). A source's

@@ -99,10 +99,14 @@ def mapping(value):
     return "a dict of name -> folder (or hub id) strings"
 
 
+def block_width(value):
+    """A tiny network's block width: a positive multiple of 8 (its norm groups)."""
+    return None if not positive_int(value) and value % 8 == 0 else "a positive multiple of 8"
+
+
 def unet_width_mapping(value):
-    """A dict from base names to the tiny UNet's first block width (a positive multiple of 8: its norm groups)."""
-    if isinstance(value, dict) and all(isinstance(k, str) and _is_int(v) and v >= 8 and v % 8 == 0
-                                       for k, v in value.items()):
+    """A dict from base names to the tiny UNet's first block width (``block_width``)."""
+    if isinstance(value, dict) and all(isinstance(k, str) and not block_width(v) for k, v in value.items()):
         return None
     return "a dict of base name -> first UNet block width (a positive multiple of 8)"
 
@@ -248,7 +252,7 @@ class Models(Section):
     # the autoencoder's latent channels and first-block width: its reconstruction error is the floor under a source's
     # distance to its own training images (tools/pilot_autoencoder.py)
     vae_latent_channels: int = setting(8, positive_int)
-    vae_width: int = setting(16, lambda v: None if not positive_int(v) and v % 8 == 0 else "a positive multiple of 8")
+    vae_width: int = setting(16, block_width)
     # base -> the tiny UNet's first block width (blocks: w, 2w) where it differs from models.TINY_ARCHITECTURES: a
     # cost lever (CPU scale only; SD-v1 and SD-v2 have UNets of about one size, 860M parameters)
     unet_widths: dict = setting({}, unet_width_mapping)
