@@ -118,6 +118,33 @@ def test_conformal_conf_level_bounds_a_new_innocents_rate():
     assert np.mean(exceed_empirical) > 0.06  # (floor(alpha n) + 1) / (n + 1) = 0.08
 
 
+
+def test_tail_level_guards_the_conformal_level_against_a_tight_calibration_sample():
+    # 24 shadow innocents, 16 keys each, all with 3 or 4 attributed keys: the conformal level is their largest conf,
+    # 4 / 16, while an innocent that attributes each key with their rate, 3.5 / 16, exceeds 4 keys 26% of the time and
+    # 6 keys 4% of the time
+    shadows = np.array([3] * 12 + [4] * 12) / 16
+    conformal = attribution.select_conf_threshold(shadows, 0.05, level_rule="conformal")
+    assert conformal == pytest.approx(0.25)
+    guarded = attribution.select_conf_threshold(shadows, 0.05, level_rule="conformal_tail", n_keys=16)
+    assert guarded == pytest.approx(attribution.tail_conf_level(shadows, 16, 0.05)) == pytest.approx(6 / 16)
+    with pytest.raises(ParameterError, match="n_keys"):
+        attribution.select_conf_threshold(shadows, 0.05, level_rule="conformal_tail")
+    # over-dispersed innocents (some keys are drawn by every model of the domain) get a wider tail than a binomial
+    spread = np.array([0, 0, 0, 1, 1, 1, 2, 2, 6, 8]) / 16
+    assert attribution.tail_conf_level(spread, 16, 0.05) > attribution.tail_conf_level(np.full(10, spread.mean()), 16, 0.05)
+    assert attribution.tail_conf_level(np.zeros(5), 16, 0.05) == 0.0  # no innocent attributes a key: any key counts
+    # by simulation: beta-binomial innocents exceed the guarded level at most alpha of the time (the conformal
+    # bound), and its level varies less across calibration samples than the conformal one
+    rng = np.random.default_rng(0)
+    draws = rng.binomial(16, rng.beta(2, 8, size=(3000, 25))) / 16
+    conformal_levels = np.array([attribution.select_conf_threshold(d[:-1], 0.05, "conformal") for d in draws])
+    guarded_levels = np.array([attribution.select_conf_threshold(d[:-1], 0.05, "conformal_tail", 16) for d in draws])
+    assert np.mean(draws[:, -1] > guarded_levels) <= 0.05
+    assert np.all(guarded_levels >= conformal_levels)
+    assert guarded_levels.std() < conformal_levels.std()
+
+
 def make_probe(n_prompts=6, seeds=3):
     """Prompts 0 and 1: the source copies its training image; prompts 2 and 3: the source has a
     consistent attractor the reference lacks; the rest: the source is as random as the reference."""
@@ -146,6 +173,24 @@ def test_strategies_rank_the_constructed_key_samples_first():
         assert len(keyset.prompts) == len(keyset.images) == len(keyset.scores) == len(keyset.details)
         assert {"rank", "prompt", "candidate", "score"} <= set(keyset.details.columns)
     assert both.top(2).prompts == both.prompts[:2]
+
+
+
+def test_strategy12_key_image_is_the_sources_generation_unless_asked_otherwise():
+    probe = make_probe()
+    s2 = keys.strategy2_generation(probe, len(probe.prompts))
+    medoid_of = {int(c): image for c, image in zip(s2.candidate_index, s2.images)}
+    both = keys.select_keys(probe, "strategy12", 4)
+    for candidate, image in zip(both.candidate_index, both.images):
+        assert np.array_equal(image, medoid_of[int(candidate)])
+    strongest = keys.select_keys(probe, "strategy12", 4, combined_key_image="strongest")
+    assert strongest.prompts == both.prompts  # the ranking is the same; only the key images differ
+    by_detection = strongest.details.picked_by == "strategy1"
+    assert by_detection.any()
+    for candidate, image in zip(strongest.candidate_index[by_detection], strongest.images[by_detection.to_numpy()]):
+        assert np.array_equal(image, probe.training_images[candidate])
+    with pytest.raises(ParameterError, match="combined_key_image"):
+        keys.select_keys(probe, "strategy12", 4, combined_key_image="training")
 
 
 def test_key_selection_errors_name_the_parameter():

@@ -34,6 +34,8 @@ CONTRACTS = {
            "key_samples": {"prompt", "source", "strategy", "feature_space"},
            "reference_bases_choice": {"reference_bases", "shadow_models", "mean_conf", "called_infringing", "chosen"},
            "detection_statistic_choice": {"detection_statistic", "in_use", "delta0", "shadow_conf_gap"},
+           "combined_key_image_choice": {"combined_key_image", "in_use", "delta0", "shadow_conf_gap",
+                                         "strategy12_minus_random"},
            "shadow_conf_by_strategy": {"method", "rho", "mean_conf", "n_models", "split", "delta0"}},
     "04": {"instance_conf_by_rho": {"method", "rho", "mean_conf", "n_models", "queries"},
            "instance_conf_by_n": {"method", "n_keys", "rho", "mean_conf", "n_models", "queries"},
@@ -186,6 +188,9 @@ def extra_checks_03():
     assert sorted(detection.detection_statistic) == ["mean", "min"]
     assert list(detection[detection.in_use].detection_statistic) == ["mean"]
     assert set(detection.reference_bases) == {selected.reference_bases}
+    key_image = table("combined_key_image_choice")  # both Strategy 1+2 key images, the preset's in use
+    assert sorted(key_image.combined_key_image) == ["generation", "strongest"]
+    assert list(key_image[key_image.in_use].combined_key_image) == ["generation"]
 
 
 def extra_checks_04():

@@ -22,10 +22,12 @@ from provlib.core.store import derive_seed
 
 
 def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strategy1", "strategy2", "strategy12", "random"),
-             reference_bases: str | None = None, detection_statistic: str | None = None) -> dict[str, KeySet]:
+             reference_bases: str | None = None, detection_statistic: str | None = None,
+             combined_key_image: str | None = None) -> dict[str, KeySet]:
     """Every applicable strategy's key set for one source (N = the preset's key_count unless given; the preset's
-    reference bases and Strategy 1 seed statistic unless given)."""
+    reference bases, Strategy 1 seed statistic and Strategy 1+2 key image unless given)."""
     detection_statistic = detection_statistic or zoo.p.attribution.detection_statistic
+    combined_key_image = combined_key_image or zoo.p.attribution.combined_key_image
     probe = zoo.candidate_probe(source, reference_bases)
     n = zoo.p.attribution.key_count if n is None else n
     needs_training_data = {"strategy1", "random"}
@@ -35,7 +37,7 @@ def key_sets(zoo, source: str, space, n: int | None = None, strategies=("strateg
             continue  # paper-scale base source: its training data is not available to the defender
         out[strategy] = select_keys(probe, strategy, n, source=source, space=space,
                                     seed=derive_seed(zoo.p.seed, "random-keys", source),
-                                    detection_statistic=detection_statistic)
+                                    detection_statistic=detection_statistic, combined_key_image=combined_key_image)
     return out
 
 
@@ -72,7 +74,8 @@ def calibrate(zoo, specs, keys_by_source, space, strategy: str = "strategy12", r
     (infringing) with the shadow innocent models (ρ = 0), as the paper picks δ0 from one ρ = 1 and one innocent
     model; ``low_rho_tpr`` picks the δ0 that calls the most shadows at the smallest ρ infringing
     (``select_delta0_for_decision``). The conf level then lets at most ``false_positive_rate`` of shadow innocent
-    models through (``level_rule``: ``select_conf_threshold``'s empirical or split-conformal order statistic);
+    models through (``level_rule``: ``select_conf_threshold``'s empirical or split-conformal order statistic, or the
+    conformal one guarded by a fitted tail);
     ``shadow_rho`` names the infringing shadows δ0 was chosen on. ``queries`` limits every key to the suspect's first
     answers (the query budget), as ``key_distances``.
     """
@@ -113,7 +116,7 @@ def _calibrate_on(distances: pd.DataFrame, shadow_rho: float, rule: str, innocen
         delta0 = select_delta0(infringing, innocent, rule=rule, innocent_key_rate=innocent_key_rate)
     confs = model_confs(distances, delta0)
     innocent_confs = confs[confs.rho == 0.0].conf
-    conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate, level_rule)
+    conf_threshold = select_conf_threshold(innocent_confs, false_positive_rate, level_rule, int(confs.n_keys.max()))
     infringing_confs = confs[confs.rho == shadow_rho].conf
     return {"feature_space": space_name, "delta0": delta0, "conf_threshold": conf_threshold, "rule": rule,
             "conf_level_rule": level_rule,
@@ -134,11 +137,12 @@ def select_delta0_for_decision(distances: pd.DataFrame, rho: float, false_positi
     infringing = [d for (_, r), d in by_model.items() if r == rho]
     if not innocent or not infringing:
         raise ParameterError("shadow models", f"innocent shadows and shadows at rho={rho:g}", sorted({r for _, r in by_model}))
+    n_keys = max(len(d) for d in innocent)
     best, best_key = float(grid[0]), (-1.0, -np.inf)
     for delta0 in grid:
         innocent_confs = np.array([(d < delta0).mean() for d in innocent])
         infringing_confs = np.array([(d < delta0).mean() for d in infringing])
-        level = select_conf_threshold(innocent_confs, false_positive_rate, level_rule)
+        level = select_conf_threshold(innocent_confs, false_positive_rate, level_rule, n_keys)
         key = ((infringing_confs > level).mean(), infringing_confs.mean() - innocent_confs.mean())
         if key > best_key:
             best, best_key = float(delta0), key

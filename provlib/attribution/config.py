@@ -9,6 +9,11 @@ from provlib.core.config import Section, at_least_int, choice, positive_int, set
 # seeds, as the paper words it; a suspect's training set holds one generation per prompt, so a copy the source draws
 # at every seed is the one it passes on) or "min" (reproduced by at least one seed)
 DETECTION_STATISTICS = ("mean", "min")
+# Strategy 1+2's key image for a prompt: the source's own medoid generation whichever strategy picked the prompt
+# ("generation": the image an infringer's training set holds; for a prompt Strategy 1 picks it is the source's near-copy
+# of its training image) or the image of the strategy that flagged the prompt more strongly ("strongest", the
+# workbook's reading until issue 17's stop 48); notebook 03 compares both on shadows
+COMBINED_KEY_IMAGES = ("generation", "strongest")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Attribution(Section):
     # Strategy 1's source distance over the probe seeds (DETECTION_STATISTICS); "min" was the workbook's reading until
     # issue 17's stop 45; notebook 03 compares both on shadows
     detection_statistic: str = setting("mean", choice(*DETECTION_STATISTICS))
+    combined_key_image: str = setting("generation", choice(*COMBINED_KEY_IMAGES))  # COMBINED_KEY_IMAGES
 
     def validate(self):
         self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")

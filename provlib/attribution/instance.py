@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from provlib.attribution.distance import PixelSpace
 from provlib.attribution.keys import KeySet
@@ -129,16 +130,20 @@ def select_delta0(infringing_distances: np.ndarray, innocent_distances: np.ndarr
     raise ParameterError("delta0_rule", "'max_gap' or 'innocent_rate'", rule)
 
 
-CONF_LEVEL_RULES = ("empirical", "conformal")
+CONF_LEVEL_RULES = ("empirical", "conformal", "conformal_tail")
 
 
-def select_conf_threshold(innocent_confs, false_positive_rate: float = 0.1, level_rule: str = "empirical") -> float:
+def select_conf_threshold(innocent_confs, false_positive_rate: float = 0.1, level_rule: str = "empirical",
+                          n_keys: int | None = None) -> float:
     """The conf level for a decision "conf > level" from shadow innocent models' confs.
 
     ``"empirical"``: at most ``false_positive_rate`` (α) of the n shadow innocents lie above it (floor(α n) of them),
     so a new innocent model exceeds it with probability (floor(α n) + 1) / (n + 1), above α for small n.
     ``"conformal"``: the split-conformal level, the ceil((n + 1)(1 − α))-th smallest shadow conf (the largest when
     that rank exceeds n), which bounds that probability by α for an innocent model exchangeable with the shadows.
+    ``"conformal_tail"``: the larger of the conformal level and ``tail_conf_level`` (needs ``n_keys``). The conformal
+    bound holds on average over calibration samples; with a few dozen shadows one sample can put the level at the
+    innocents' bulk, and the fitted tail, which reads every shadow's attributed-key count, guards against that.
     """
     confs = np.sort(np.asarray(list(innocent_confs), dtype=float))
     if confs.size == 0:
@@ -148,10 +153,35 @@ def select_conf_threshold(innocent_confs, false_positive_rate: float = 0.1, leve
     if level_rule == "empirical":
         allowed = int(np.floor(false_positive_rate * confs.size + 1e-9))  # innocent models that may exceed the level
         return float(confs[confs.size - 1 - allowed])
-    if level_rule == "conformal":
+    if level_rule in ("conformal", "conformal_tail"):
         rank = int(np.ceil((confs.size + 1) * (1.0 - false_positive_rate) - 1e-9))
-        return float(confs[min(max(rank, 1), confs.size) - 1])
+        conformal = float(confs[min(max(rank, 1), confs.size) - 1])
+        return conformal if level_rule == "conformal" else max(conformal, tail_conf_level(confs, n_keys, false_positive_rate))
     raise ParameterError("level_rule", f"one of {CONF_LEVEL_RULES}", level_rule)
+
+
+def tail_conf_level(innocent_confs, n_keys: int | None, false_positive_rate: float) -> float:
+    """The smallest conf level k / n_keys that a beta-binomial innocent exceeds with probability <= α.
+
+    An innocent model's attributed-key count out of ``n_keys`` is fitted by moments (mean and over-dispersion across
+    the shadow innocents; a plain binomial when they vary no more than one), so the level comes from a tail fitted to
+    every shadow's count rather than from the largest of a few dozen of them.
+    """
+    if not isinstance(n_keys, (int, np.integer)) or n_keys < 1:
+        raise ParameterError("n_keys", "the number of key samples behind each conf (the tail level counts keys)", n_keys)
+    counts = np.round(np.asarray(innocent_confs, dtype=float) * n_keys)
+    p = counts.mean() / n_keys
+    if p in (0.0, 1.0):
+        return float(p)
+    binomial_variance = n_keys * p * (1 - p)
+    variance = counts.var(ddof=1) if counts.size > 1 else 0.0
+    if variance <= binomial_variance or n_keys == 1:
+        counts_law = stats.binom(n_keys, p)
+    else:  # variance = n p (1 - p) (1 + (n - 1) r), r the intra-model correlation of key attributions
+        r = min((variance / binomial_variance - 1) / (n_keys - 1), 0.99)
+        counts_law = stats.betabinom(n_keys, p * (1 - r) / r, (1 - p) * (1 - r) / r)
+    k = np.arange(n_keys + 1)
+    return float(k[counts_law.sf(k) <= false_positive_rate][0] / n_keys)
 
 
 def distance_bins(distances: np.ndarray, edges=(0.0, 0.05, 0.1, 0.15, 0.2, 1.0)) -> dict:

@@ -13,7 +13,8 @@ returns the same structure (prompt, key image, score):
   Score = reference distance to the attractor - spread of the source's generations around it. The
   key image is the source's own medoid generation.
 * ``combine_strategies``: Strategy 1+2: each strategy's scores are robustly standardized (median,
-  MAD) and a candidate is ranked by the larger of its two; its key image is that strategy's.
+  MAD) and a candidate is ranked by the larger of its two; its key image is the source's medoid generation
+  (``key_image="generation"``) or that of the strategy that flagged it more strongly (``"strongest"``).
 * ``random_keys``: Baseline 2, N random training samples of D_S with their training images.
 
 The reference model is the public pre-trained model a would-be infringer fine-tunes (the zoo's
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import median_abs_deviation
 
-from provlib.attribution.config import DETECTION_STATISTICS
+from provlib.attribution.config import COMBINED_KEY_IMAGES, DETECTION_STATISTICS
 from provlib.attribution.distance import PixelSpace
 from provlib.core.errors import ParameterError
 
@@ -187,12 +188,17 @@ def robust_standardize(scores: np.ndarray) -> np.ndarray:
     return (scores - np.median(scores)) / (spread if spread > 0 else 1.0)
 
 
-def combine_strategies(first: KeySet, second: KeySet, n: int) -> KeySet:
+def combine_strategies(first: KeySet, second: KeySet, n: int, key_image: str = "generation") -> KeySet:
     """Strategy 1+2: rank every candidate by the larger of its two standardized scores.
 
-    Both key sets must rank the same candidates (the full candidate list). A prompt either strategy
-    flags strongly comes first, with the key image of the strategy that flagged it more strongly.
+    Both key sets must rank the same candidates (the full candidate list). A prompt either strategy flags strongly
+    comes first. Its key image is ``second``'s (Strategy 2's: the source's medoid generation) with
+    ``key_image="generation"``, or that of the strategy that flagged it more strongly with ``"strongest"``. A suspect
+    learns from the source's generations, never from its training images, so a Strategy 1 key scored against the
+    training image also counts the source's own reproduction error, which no suspect can undo.
     """
+    if key_image not in COMBINED_KEY_IMAGES:
+        raise ParameterError("combined_key_image", f"one of {COMBINED_KEY_IMAGES}", key_image)
     by_candidate = {}
     for keys in (first, second):
         for i, (candidate, z) in enumerate(zip(keys.candidate_index, robust_standardize(keys.scores))):
@@ -202,8 +208,12 @@ def combine_strategies(first: KeySet, second: KeySet, n: int) -> KeySet:
     details = pd.DataFrame([{"prompt": k.prompts[i], "candidate": int(c), "score": z, "picked_by": k.strategy,
                              "rank_in_strategy": i + 1} for c, (z, k, i) in ranked])
     details.insert(0, "rank", np.arange(1, len(details) + 1))
-    return KeySet(first.source, "strategy12", list(details.prompt), np.stack([k.images[i] for _, (_, k, i) in ranked]),
-                  details.score.to_numpy(), details)
+    if key_image == "generation":
+        position = {int(c): i for i, c in enumerate(second.candidate_index)}
+        images = second.images[[position[int(c)] for c, _ in ranked]]
+    else:
+        images = np.stack([k.images[i] for _, (_, k, i) in ranked])
+    return KeySet(first.source, "strategy12", list(details.prompt), images, details.score.to_numpy(), details)
 
 
 def random_keys(prompts: list[str], training_images: np.ndarray, n: int, seed: int, source: str = "") -> KeySet:
@@ -218,7 +228,7 @@ def random_keys(prompts: list[str], training_images: np.ndarray, n: int, seed: i
 
 
 def select_keys(probe: CandidateProbe, strategy: str, n: int, source: str = "", space=None, seed: int = 0,
-                detection_statistic: str = "mean") -> KeySet:
+                detection_statistic: str = "mean", combined_key_image: str = "generation") -> KeySet:
     """One entry point for every strategy name in ``STRATEGIES``."""
     if strategy == "strategy1":
         return strategy1_detection(probe, n, source, space, detection_statistic)
@@ -229,7 +239,7 @@ def select_keys(probe: CandidateProbe, strategy: str, n: int, source: str = "", 
         if probe.training_images is None:  # paper-scale base source: detection needs D_S, generation does not
             return second.top(min(n, len(second)))
         first = strategy1_detection(probe, len(probe.prompts), source, space, detection_statistic)
-        return combine_strategies(first, second, min(n, len(probe.prompts)))
+        return combine_strategies(first, second, min(n, len(probe.prompts)), combined_key_image)
     if strategy == "random":
         return random_keys(probe.prompts, probe.training_images, n, seed, source)
     raise ParameterError("strategy", f"one of {STRATEGIES}", strategy)
