@@ -1,4 +1,4 @@
-"""Diagnostic for issue 17: the conf level's order statistic, today's empirical one against a split-conformal one.
+"""Diagnostic for issue 17: the conf level rules (empirical, split-conformal, conformal guarded by a fitted tail).
 
     PROVLIB_CACHE_DIR=... PROVLIB_RESULTS_DIR=data/results/reruns/world_seed2 \
         python tools/check_conf_level_rule.py --set seed=2 [--name conf_level_rule_seed2]
@@ -6,10 +6,13 @@
 Notebook 03 sets the conf level so that at most ``conf_false_positive_rate`` (α) of its shadow innocents lie above it:
 with n innocents it allows floor(α n) of them (24 shadows, α = 0.05: one), so a new innocent model exceeds it with
 probability (floor(α n) + 1) / (n + 1), about 8%, not α. The split-conformal level (the ceil((n + 1)(1 - α))-th
-smallest shadow conf, the largest when that exceeds n) bounds that probability by α for an exchangeable innocent.
-Both rules (``select_conf_threshold``'s ``level_rule``; notebook 03 takes the conformal one since stop 40) run
+smallest shadow conf, the largest when that exceeds n) bounds that probability by α for an exchangeable innocent, on
+average over calibration samples; ``conformal_tail`` (notebook 03's since stop 48) takes the larger of it and a
+beta-binomial tail fitted to every shadow innocent's attributed-key count. Every rule (``select_conf_threshold``'s
+``level_rule``) runs
 ``provlib.attribution.calibration``'s δ0 choice (``low_rho_tpr``: the same rule picks δ0 and the
-level) on the shadows of a cached world, then score its test suspects; nothing is trained. One row per rule.
+level) on the shadows of a cached world, with the keys of the reference bases 03 chose, then scores its test
+suspects; nothing is trained. One row per rule and ρ.
 """
 from __future__ import annotations
 
@@ -27,13 +30,15 @@ from provlib.pilot_cli import pilot_parser, preset_overrides  # noqa: E402
 from provlib.presets import load_preset  # noqa: E402
 
 
-RULES = CONF_LEVEL_RULES  # "empirical" and "conformal"
+RULES = CONF_LEVEL_RULES  # "empirical", "conformal" and "conformal_tail"
 
 
 def compare(zoo: AttributionZoo, chosen) -> pd.DataFrame:
     specs = zoo.suspect_specs()
     space = zoo.feature_space(chosen.feature_space)
-    keys = {source: {chosen.strategy: calibration.key_sets(zoo, source, space, strategies=(chosen.strategy,))[chosen.strategy]}
+    reference = chosen.get("reference_bases")  # the reference notebook 03 chose (tables before it: the preset's)
+    keys = {source: {chosen.strategy: calibration.key_sets(zoo, source, space, strategies=(chosen.strategy,),
+                                                           reference_bases=reference)[chosen.strategy]}
             for source in zoo.p.source_names}
     distances = calibration.key_distances(zoo, specs, keys, space)
     shadow = distances[(distances.split == "shadow") & distances.rho.isin([0.0, chosen.shadow_rho])]
