@@ -146,11 +146,13 @@ EXPECTED_BY_MACHINE = [
     {
         "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
         "02": {"suspects' final loss": 0.817526, "generated training images": 288},
-        # 03-05 and 08 re-pinned 2026-12-05 04:20 UTC from the whole suite on the AVX-512 machine, when Strategy 1 began
-        # to score the source's mean distance over the probe seeds (detection_statistic); their values before are void
-        "03": {"delta0": 0.03, "shadow conf gap": 0.083333},
-        "04": {"strategy 1+2 mean conf": 0.194444},
-        "05": {"Table 1 mean AUC": 0.666667, "best shadow CV AUC": 0.708333},
+        # 03-05 re-pinned 2026-12-05 13:58 UTC from the whole suite, when Strategy 1+2 began to take the source's
+        # generation as every key's image (combined_key_image) and 03 the tail-guarded conf level; their values before
+        # (0.03 / 0.083333, 0.194444, 0.666667 / 0.708333, pinned at 04:20 UTC for the detection statistic) are void.
+        # 08 as pinned at 04:20 UTC (its value did not move)
+        "03": {"delta0": 0.03, "shadow conf gap": 0.291667},
+        "04": {"strategy 1+2 mean conf": 0.416667},
+        "05": {"Table 1 mean AUC": 0.916667, "best shadow CV AUC": 0.791667},
         "08": {"verified suspects' mean conf": 0.25, "LoRA exports' share of the weight change kept": 0.963583},
     },
     {  # Intel Xeon with AVX-512 (torch.backends.cpu.get_cpu_capability() == "AVX512"), 2026-12-03
