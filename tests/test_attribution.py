@@ -118,7 +118,6 @@ def test_conformal_conf_level_bounds_a_new_innocents_rate():
     assert np.mean(exceed_empirical) > 0.06  # (floor(alpha n) + 1) / (n + 1) = 0.08
 
 
-
 def test_tail_level_guards_the_conformal_level_against_a_tight_calibration_sample():
     # 24 shadow innocents, 16 keys each, all with 3 or 4 attributed keys: the conformal level is their largest conf,
     # 4 / 16, while an innocent that attributes each key with their rate, 3.5 / 16, exceeds 4 keys 26% of the time and
@@ -173,7 +172,6 @@ def test_strategies_rank_the_constructed_key_samples_first():
         assert len(keyset.prompts) == len(keyset.images) == len(keyset.scores) == len(keyset.details)
         assert {"rank", "prompt", "candidate", "score"} <= set(keyset.details.columns)
     assert both.top(2).prompts == both.prompts[:2]
-
 
 
 def test_strategy12_key_image_is_the_sources_generation_unless_asked_otherwise():
