@@ -275,8 +275,12 @@ PRESETS = {
     # mean rested on 4 models and Table 1's TPR on 2 per source (0, 0.5 or 1); the shadows promised a conf gap of
     # 0.48-0.49 and Strategy 1+2 - random of 0.25-0.36 at both seeds while the single test suspects gave 0.33-0.45 and
     # 0.11-0.23 (README). Eight more suspects, about 8 minutes of notebook 02.
+    # The v2 base's UNet is 32 channels wide instead of 48 (0.82 M parameters against 1.80 M): its training loop runs
+    # 1.21x faster (tools/benchmark_training.py, data/pilots/training_throughput_v2w{32,48}.csv) and a cold pilot at
+    # seed 3 met every signal target of issue 17 with it in 61 min, against 73-76 min (data/pilots/cpu_v2w32_seed3/).
+    # v1 keeps 48.
     "cpu": _cpu_preset("cpu", base_sources=False, suspect_samples=256, suspect_steps=1500, licensee_steps=750,
-                       suspects_per_setting=3, learning_curve_repeats=5),
+                       suspects_per_setting=3, learning_curve_repeats=5, unet_widths={"v2": 32}),
     "sd": _preset(
         "sd", device="cuda", dtype="float16", mixed_precision="fp16", resolution=512, n_jobs=1,
         data_source="folder", n_private=3000, n_real=1000, base_source_domain="scenes",

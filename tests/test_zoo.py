@@ -188,3 +188,20 @@ def test_innocents_are_grouped_by_the_base_they_fine_tune(smoke_cache):
     assert table.loc["the source's own base", "called_infringing"] == 1.0
     assert table.loc["suspect base", "called_infringing"] == 0.0
     assert table.models.sum() == len(innocents)
+
+
+def test_sources_of_one_training_set_share_their_key_candidates(smoke_cache):
+    p = load_preset("smoke")
+    shared = Zoo(p, cache_root=smoke_cache / "artifacts", show_progress=False)
+    apart = Zoo(p.replace(key_candidate_draw="source"), cache_root=smoke_cache / "artifacts", show_progress=False)
+    assert shared.key_candidates("v2-faces").captions == shared.key_candidates("v1-faces").captions
+    assert shared.key_candidates("v1-scenes").captions != shared.key_candidates("v1-faces").captions
+    assert shared.candidates_config("v2-faces") == shared.candidates_config("v1-faces")
+    # the first source of a training set keeps its own draw; the second drew its own before
+    assert shared.key_candidates("v1-faces").captions == apart.key_candidates("v1-faces").captions
+    assert apart.key_candidates("v2-faces").captions != apart.key_candidates("v1-faces").captions
+    # a suspect of v2-faces asked v1-faces's prompts is its own answer set, not a second one
+    spec = next(s for s in shared.suspect_specs() if s.source == "v2-faces")
+    assert shared.answers_config(spec, "v1-faces") == shared.answers_config(spec)
+    with pytest.raises(ParameterError, match="key_candidate_draw"):
+        load_preset("smoke", key_candidate_draw="domain")

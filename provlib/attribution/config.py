@@ -14,6 +14,11 @@ DETECTION_STATISTICS = ("mean", "min")
 # of its training image) or the image of the strategy that flagged the prompt more strongly ("strongest", the
 # workbook's reading until issue 17's stop 48); notebook 03 compares both on shadows
 COMBINED_KEY_IMAGES = ("generation", "strongest")
+# whose seed draws a source's key candidates: "training_set" (sources fine-tuned on one training set draw the same
+# candidates, the draw of the first such source in the preset's order, so a suspect asked for every source's prompts in
+# notebook 05 answers one set per training set; a single source's draw is unchanged) or "source" (each source its own
+# draw, the workbook's reading until issue 17's stop 49). Key selection stays per source either way.
+KEY_CANDIDATE_DRAWS = ("training_set", "source")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Attribution(Section):
     # issue 17's stop 45; notebook 03 compares both on shadows
     detection_statistic: str = setting("mean", choice(*DETECTION_STATISTICS))
     combined_key_image: str = setting("generation", choice(*COMBINED_KEY_IMAGES))  # COMBINED_KEY_IMAGES
+    key_candidate_draw: str = setting("training_set", choice(*KEY_CANDIDATE_DRAWS))  # KEY_CANDIDATE_DRAWS
 
     def validate(self):
         self.require(self.key_count <= self.key_candidates, "key_count", f"at most key_candidates={self.key_candidates}")

@@ -62,18 +62,28 @@ class AttributionZoo(SuspectZoo):
         raise ParameterError("feature_space", f"one of {FEATURE_SPACES}", name)
 
     # ---- key candidates and probes ------------------------------------------------------------
+    def candidate_draw_owner(self, source: str) -> str:
+        """The source whose seed draws ``source``'s key candidates (``key_candidate_draw``): itself, or the first
+        source in the preset's order that prompts from the same training set."""
+        split = self.prompt_split(source)
+        if self.p.attribution.key_candidate_draw == "source":
+            return str(self.source(source))
+        return next(name for name in self.p.source_names if self.prompt_split(name) == split)
+
     def candidates_config(self, source: str) -> dict:
         data = self.dataset_config(*self.prompt_split(source))
-        return {"source": source, "data": config_hash(data), "n": self.p.attribution.key_candidates, "seed": self.p.seed}
+        return {"source": self.candidate_draw_owner(source), "data": config_hash(data),
+                "n": self.p.attribution.key_candidates, "seed": self.p.seed}
 
     def key_candidates(self, source: str) -> CaptionedImageSet:
         """Up to ``key_candidates`` captioned samples the source can be prompted with (its training set where known).
 
-        Captions are taken once each, so a candidate prompt names one training image.
+        Captions are taken once each, so a candidate prompt names one training image. Sources of one training set
+        share the draw unless ``key_candidate_draw="source"``.
         """
         pool = self.prompt_set(source)
         _, first = np.unique(np.asarray(pool.captions), return_index=True)
-        rng = np.random.default_rng(derive_seed(self.p.seed, "key-candidates", source))
+        rng = np.random.default_rng(derive_seed(self.p.seed, "key-candidates", self.candidate_draw_owner(source)))
         picks = rng.permutation(np.sort(first))[:self.p.attribution.key_candidates]
         return pool.subset(np.sort(picks))
 

@@ -107,7 +107,7 @@ def prepare_attribution_keys(zoo, source: str, folder: str | Path, thresholds: d
     settings = {
         "source": keys.source, "preset": p.name, "seed": p.seed, "strategy": STRATEGY, "feature_space": space_name,
         "reference_bases": reference, "detection_statistic": p.attribution.detection_statistic,
-        "combined_key_image": p.attribution.combined_key_image,
+        "combined_key_image": p.attribution.combined_key_image, "key_candidate_draw": p.attribution.key_candidate_draw,
         "delta0": float(chosen["delta0"]), "conf_threshold": float(chosen["conf_threshold"]),
         "conf_false_positive_rate": float(chosen["conf_false_positive_rate"]), "threshold_rule": chosen["rule"],
         "conf_level_rule": str(chosen.get("conf_level_rule", "empirical")),
