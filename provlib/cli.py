@@ -212,12 +212,17 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
                          "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                          "cached_artifacts_at_start": cached})
             print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
-        table = pd.DataFrame(rows)
-        # a history: every run is kept, so a cold run's cost stays on record after warm re-runs
-        runs_file = results_dir(preset) / "workbook_runs.csv"
-        history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
-        atomic_write_text(runs_file, history.to_csv(index=False))
-    return table
+            # recorded as each notebook ends: a run stopped or crashed later keeps the cost of what it finished
+            record_run(results_dir(preset) / "workbook_runs.csv", rows[-1])
+    return pd.DataFrame(rows)
+
+
+def record_run(runs_file: Path, row: dict) -> None:
+    """Append one notebook's cost to ``workbook_runs.csv``, a history: every run is kept, so a cold run's cost stays
+    on record after warm re-runs."""
+    table = pd.DataFrame([row])
+    history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
+    atomic_write_text(runs_file, history.to_csv(index=False))
 
 
 def read_parameter_file(path: str) -> dict:

@@ -131,6 +131,22 @@ def test_relative_directories_reach_the_kernels_as_absolute_paths(tmp_path, monk
     assert os.environ["PROVLIB_CACHE_DIR"] == "data/cache/x" and "PROVLIB_FIGURES_DIR" not in os.environ
 
 
+def test_a_run_stopped_midway_keeps_the_cost_of_the_notebooks_it_finished(tmp_path, monkeypatch):
+    import pandas as pd
+    calls = []
+
+    def execute(source, target, **_):
+        calls.append(Path(source).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stopped during the second notebook
+    monkeypatch.setattr(cli.papermill, "execute_notebook", execute)
+    monkeypatch.setenv("PROVLIB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(KeyboardInterrupt):
+        cli.run("smoke", only=["01", "02"], output_dir=tmp_path / "out", log=False)
+    runs = pd.read_csv(tmp_path / "out" / "results" / "workbook_runs.csv")
+    assert list(runs.notebook) == ["01_source_models.ipynb"] and runs.cached_artifacts_at_start.tolist() == [0]
+
+
 def test_readme_examples_never_write_tracked_files():
     readme = (REPO / "README.md").read_text()
     for line in readme.splitlines():
