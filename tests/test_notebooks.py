@@ -146,12 +146,12 @@ EXPECTED_BY_MACHINE = [
     {
         "01": {"source models' final loss": 0.825486, "generations' nearest-training distance": 0.168004},
         "02": {"suspects' final loss": 0.817526, "generated training images": 288},
-        # 03-05 re-pinned 2026-12-05 13:58 UTC from the whole suite, when Strategy 1+2 began to take the source's
-        # generation as every key's image (combined_key_image) and 03 the tail-guarded conf level; their values before
-        # (0.03 / 0.083333, 0.194444, 0.666667 / 0.708333, pinned at 04:20 UTC for the detection statistic) are void.
+        # 03 and 04 re-pinned 2026-12-05 16:37 UTC from the whole suite, when sources of one training set began to
+        # share their key candidates (key_candidate_draw); their values before (shadow conf gap 0.291667, 0.416667,
+        # pinned at 13:58 UTC for the key image and the tail-guarded conf level) are void; 05 did not move.
         # 08 as pinned at 04:20 UTC (its value did not move)
-        "03": {"delta0": 0.03, "shadow conf gap": 0.291667},
-        "04": {"strategy 1+2 mean conf": 0.416667},
+        "03": {"delta0": 0.03, "shadow conf gap": 0.3125},
+        "04": {"strategy 1+2 mean conf": 0.430556},
         "05": {"Table 1 mean AUC": 0.916667, "best shadow CV AUC": 0.791667},
         "08": {"verified suspects' mean conf": 0.25, "LoRA exports' share of the weight change kept": 0.963583},
     },
@@ -162,7 +162,8 @@ EXPECTED_BY_MACHINE = [
         # distinct caption through the text encoder once and to train channels-last on the CPU (the same recipe up to
         # rounding; 01 and 02 kept their pins). 06's earlier values (Baseline 1 score -0.008415, and -0.003187 measured
         # once beside them) and 07's (0.663983 / 0.833333 / 0.167949) are void
-        "06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.003202},
+        # Baseline 1 re-pinned 2026-12-05 16:37 UTC for the shared key candidates (before: -0.003202)
+        "06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.003266},
         "07": {"Fisher rule mean p-value": 0.667933, "TrainProVe-Ent mean p-value": 0.845145, "suspect accuracy": 0.169231},
         # the LoRA share has measured either value of the two sets on this machine kind; conf as re-pinned above
         "08": {"verified suspects' mean conf": 0.25, "LoRA exports' share of the weight change kept": 0.963563},
