@@ -14,9 +14,12 @@ from provlib.attribution.discriminator import (
 )
 from provlib.attribution.distance import PixelSpace
 from provlib.attribution.metrics import bootstrap_report, detection_report, tpr_at_fpr
-from provlib.attribution.naming import (NamingRule, best_rule, choose_naming_rule, key_closeness, name_source, named_sources,
-                                       naming_accuracy, source_confusion)
+from provlib.attribution.keys import CandidateProbe
+from provlib.attribution.naming import (CLOSENESS, NamingRule, best_rule, choose_naming_rule, closeness_statistics,
+                                       key_closeness, name_source, named_sources, naming_accuracy, relative_closeness,
+                                       source_confusion)
 from provlib.core.errors import ParameterError
+from provlib.core.suspects import SuspectSpec
 
 
 def test_tpr_at_fpr_reads_and_interpolates_the_roc_curve():
@@ -140,7 +143,11 @@ def test_saturated_scores_are_told_apart_by_key_closeness():
     near = pd.Series({"v1-faces": 1.0, "v2-faces": 0.97, "v1-scenes": 0.1})
     assert name_source(near, NamingRule(0.5, 0.0), closeness) == "v1-faces"
     assert name_source(near, NamingRule(0.5, 0.05), closeness) == "v2-faces"
-    assert name_source(near, NamingRule(0.99, 0.05), closeness) == "v2-faces"  # the level reads the largest P only
+    # a source whose own P is below the level is never named, however wide the tolerance
+    assert name_source(near, NamingRule(0.99, 0.05), closeness) == "v1-faces"
+    assert name_source(near, NamingRule(0.95, 1.0), closeness) == "v2-faces"
+    assert name_source(pd.Series({"v1-faces": 1.0, "v2-faces": 0.2, "v1-scenes": 0.1}), NamingRule(0.5, 1.0),
+                       pd.Series({"v1-faces": 0.5, "v2-faces": 3.0, "v1-scenes": 9.0})) == "v1-faces"
     assert name_source(near * 0.5, NamingRule(0.6, 0.05), closeness) == "innocent"
     with pytest.raises(ParameterError, match="closeness"):
         NamingRule(closeness="d_reference")
@@ -170,6 +177,52 @@ def test_key_closeness_is_scaled_by_the_targets_shadow_innocents():
         key_closeness(table[table.rho > 0], meta[meta.rho > 0])
     with pytest.raises(ParameterError, match="distance"):
         key_closeness(table, meta, "d_reference")
+
+
+class TwoSiblingsZoo:
+    """Two sources rendering one shared list of candidate prompts differently, and suspects that copy one of them."""
+    show_progress = False
+
+    def __init__(self, n_prompts=6, seeds=2, k=2, size=4):
+        rng = np.random.default_rng(0)
+        self.renderings = {name: rng.integers(0, 256, (n_prompts, seeds, size, size, 3), dtype=np.uint8)
+                           for name in ("v1-faces", "v2-faces")}
+        self.reference = rng.integers(0, 256, (n_prompts, seeds, size, size, 3), dtype=np.uint8)
+        self.answers = {"copies v2": np.repeat(self.renderings["v2-faces"][:, :1], k, axis=1),
+                        "innocent": rng.integers(0, 256, (n_prompts, k, size, size, 3), dtype=np.uint8)}
+        self.probed = []
+
+    def candidate_probe(self, source):
+        self.probed.append(source)
+        return CandidateProbe([f"prompt {i}" for i in range(len(self.reference))], self.renderings[source], self.reference)
+
+    def suspect_answers(self, spec, prompts_of):
+        return self.answers[spec.model_id]
+
+
+def test_candidate_table_compares_a_suspect_with_each_sources_rendering_of_every_prompt():
+    zoo = TwoSiblingsZoo()
+    specs = [SuspectSpec("copies v2", "v2-faces", 1.0, 0, "shadow", "v1", "faces"),
+             SuspectSpec("innocent", "v2-faces", 0.0, 0, "shadow", "v1", "faces")]
+    table = discriminator_study.candidate_table(zoo, specs, PixelSpace(), targets=["v1-faces", "v2-faces"])
+    assert len(table) == 2 * 2 * 6 and sorted(table.candidate.unique()) == list(range(6))
+    assert zoo.probed == ["v1-faces", "v2-faces"]  # each source's probe read once, not once per suspect
+    medians = table.groupby(["model_id", "target"]).d_source.median()
+    assert medians["copies v2", "v2-faces"] == pytest.approx(0.0, abs=1e-6)
+    assert medians["copies v2", "v1-faces"] > 0.1
+    assert table.d_reference.gt(0).all()
+    # the closeness statistics: the key ones from a per-key table, d_source_all from the candidate table
+    meta = table.drop_duplicates(["model_id", "target"])[["model_id", "source", "rho", "split", "target"]].sort_values(
+        ["model_id", "target"]).reset_index(drop=True)
+    per_key = table.assign(d_key=table.d_source)[table.candidate < 2]
+    statistics = closeness_statistics(per_key, table, meta)
+    assert sorted(statistics) == sorted(CLOSENESS)
+    assert np.array_equal(statistics["d_source_all"], relative_closeness(table, meta, "d_source"))
+    assert np.array_equal(statistics["d_key"], key_closeness(per_key, meta, "d_key"))
+    with pytest.raises(ParameterError, match="column"):
+        relative_closeness(table, meta, "d_key")
+    with pytest.raises(ParameterError, match="distance"):
+        key_closeness(per_key, meta, "d_source_all")
 
 
 def scored_rows_seen_in_training(monkeypatch) -> list[bool]:
@@ -219,6 +272,21 @@ def test_naming_threshold_is_chosen_on_out_of_fold_shadow_scores(monkeypatch):
         assert best_rule(curve[curve.closeness == distance]) == alone
     with pytest.raises(ParameterError, match="table"):
         best_rule(curve[curve.closeness == "nothing"])
+
+
+def test_the_one_standard_error_choice_keeps_the_simplest_rule_within_one_error_of_the_best():
+    def grid(plain, tied):  # shadow accuracies of two levels at tolerance 0 and at 0.25, over 20 shadow suspects
+        return pd.DataFrame([{"closeness": "d_key", "tie_tolerance": tolerance, "threshold": level,
+                              "shadow_naming_accuracy": accuracy - (0.05 if level == 0.8 else 0.0), "n_shadow_suspects": 20}
+                             for tolerance, accuracy in ((0.0, plain), (0.25, tied)) for level in (0.5, 0.8)])
+    # 18 of 20 against 17 of 20: one binomial standard error of 0.9 over 20 is 1.3 suspects, so the plain rule is kept
+    assert best_rule(grid(0.85, 0.90)) == NamingRule(0.5, 0.25, "d_key")
+    assert best_rule(grid(0.85, 0.90), "one_standard_error") == NamingRule(0.5, 0.0, "d_key")
+    # a win of three suspects, or a perfect one (no error at all), is evidence: the tolerance is taken
+    assert best_rule(grid(0.75, 0.90), "one_standard_error") == NamingRule(0.5, 0.25, "d_key")
+    assert best_rule(grid(0.95, 1.00), "one_standard_error") == NamingRule(0.5, 0.25, "d_key")
+    with pytest.raises(ParameterError, match="naming_rule_choice"):
+        best_rule(grid(0.85, 0.9), "simplest")
 
 
 def test_an_innocent_listed_under_two_sources_is_held_out_whole(monkeypatch):

@@ -4,12 +4,15 @@ Every suspect is scored by the discriminator against every source (P(infringing)
 the one with the largest P if it reaches the *naming level*, else "innocent". Two sources fine-tuned on one private
 set copy the same images, so a suspect of either often gets P ≈ 1 against both: the discriminator's probability
 saturates and no longer says which. Among the sources within ``tie_tolerance`` of the largest P, the rule names the
-one the suspect comes closest to, relative to that source's own shadow innocents (``key_closeness``): on its key
-images (``d_key``) or on its own generations for its key prompts (``d_source``: the rendering a suspect inherits from
-the source it trained on, which differs between two sources of one private set even where their key images agree).
-These statistics do not saturate. With ``tie_tolerance = 0`` only exact ties are broken this way (instead of by the
-order of the sources' names). Level, tolerance and statistic are chosen together on shadow suspects' out-of-fold
-scores (``choose_naming_rule``); test suspects only read the chosen rule.
+one the suspect comes closest to, relative to that source's own shadow innocents (``relative_closeness``), by one of
+three statistics (``CLOSENESS``): its median best distance to the source's key images (``d_key``), to the source's
+own generations for its key prompts (``d_source``: the rendering a suspect inherits from the source it trained on,
+which differs between two sources of one private set even where their key images agree), or to the source's own
+generations for *every* candidate prompt (``d_source_all``: three times the prompts of a key set at the ``cpu``
+preset, and, where two sources share their candidate draw, the same answers compared with each source's rendering of
+the same prompts). These statistics do not saturate. With ``tie_tolerance = 0`` only exact ties are broken this way
+(instead of by the order of the sources' names). Level, tolerance and statistic are chosen together on shadow
+suspects' out-of-fold scores (``choose_naming_rule``); test suspects only read the chosen rule.
 """
 from __future__ import annotations
 
@@ -24,13 +27,17 @@ MODEL_COLUMNS = ["model_id", "source", "rho", "split", "target"]
 INNOCENT = "innocent"
 
 
-CLOSENESS = ("d_source", "d_key")  # in the order preferred when shadow suspects cannot tell them apart
+# in the order preferred when shadow suspects cannot tell them apart; the last was added after the other two
+CLOSENESS = ("d_source", "d_key", "d_source_all")
+# the per-key or per-candidate table column each statistic takes the median of
+CLOSENESS_COLUMNS = {"d_source": "d_source", "d_key": "d_key", "d_source_all": "d_source"}
 
 
 @dataclass(frozen=True)
 class NamingRule:
     """Name the source of largest P(infringing) if it is at least ``threshold``; among sources whose P is within
-    ``tie_tolerance`` of it, the one of largest ``closeness`` (a ``CLOSENESS`` statistic; "" : the first name)."""
+    ``tie_tolerance`` of it and at least ``threshold``, the one of largest ``closeness`` (a ``CLOSENESS`` statistic;
+    "": the first name). ``tie_tolerance = 1`` names the closest of every source whose P reaches the level."""
     threshold: float = 0.5
     tie_tolerance: float = 0.0
     closeness: str = ""
@@ -51,7 +58,8 @@ def _names(score_table: pd.DataFrame, closeness_table: pd.DataFrame | None, rule
     largest = scores.max(axis=1)
     best = scores.argmax(axis=1)
     if closeness_table is not None:
-        tied = scores >= (largest - rule.tie_tolerance)[:, None]
+        # a source whose own P is below the naming level is never named, however wide the tolerance
+        tied = (scores >= (largest - rule.tie_tolerance)[:, None]) & (scores >= rule.threshold)
         best = np.where(tied, closeness_table.to_numpy(dtype=float), -np.inf).argmax(axis=1)
     names = np.asarray(score_table.columns, dtype=object)[best]
     return np.where(largest < rule.threshold, INNOCENT, names).astype(str)
@@ -67,19 +75,32 @@ def name_source(scores_by_source: pd.Series, rule: NamingRule = NamingRule(),
 
 
 def key_closeness(table: pd.DataFrame, meta: pd.DataFrame, distance: str = "d_key") -> np.ndarray:
-    """Per row of ``meta`` (a suspect against a target source): how much smaller the suspect's median ``distance``
-    over the target's keys is than that of the target's shadow innocents (ρ = 0), in their standard deviations.
+    """``relative_closeness`` on a per-key table (``per_key_table``) by its ``d_key`` or ``d_source`` column."""
+    if distance not in ("d_key", "d_source"):
+        raise ParameterError("distance", "'d_key' or 'd_source' (a per-key table's distance to the source side)", distance)
+    return relative_closeness(table, meta, distance)
 
-    ``table`` is the per-key table (``per_key_table``) of the same suspects and targets; ``distance`` one of its
-    columns in ``CLOSENESS``. Shadow innocents are the defender's own models, so the scale is fixed before any test
-    suspect is read.
+
+def closeness_statistics(per_key: pd.DataFrame, per_candidate: pd.DataFrame, meta: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every ``CLOSENESS`` statistic per row of ``meta``: the key statistics from a per-key table, ``d_source_all``
+    from a per-candidate table (``candidate_table``) of the same suspects and targets."""
+    return {name: relative_closeness(per_candidate if name == "d_source_all" else per_key, meta, CLOSENESS_COLUMNS[name])
+            for name in CLOSENESS}
+
+
+def relative_closeness(table: pd.DataFrame, meta: pd.DataFrame, column: str) -> np.ndarray:
+    """Per row of ``meta`` (a suspect against a target source): how much smaller the suspect's median ``column``
+    distance over the table's rows for that pair (the target's keys, or every candidate prompt) is than that of the
+    target's shadow innocents (ρ = 0), in their standard deviations.
+
+    Shadow innocents are the defender's own models, so the scale is fixed before any test suspect is read.
     """
-    if distance not in CLOSENESS:
-        raise ParameterError("distance", f"one of {CLOSENESS}", distance)
-    medians = table.groupby(MODEL_COLUMNS, sort=True)[distance].median()
+    if column not in table.columns:
+        raise ParameterError("column", f"a distance column of the table {sorted(table.columns)}", column)
+    medians = table.groupby(MODEL_COLUMNS, sort=True)[column].median()
     medians = medians.reindex(pd.MultiIndex.from_frame(meta[MODEL_COLUMNS])).to_numpy()
     if np.isnan(medians).any():
-        raise ParameterError("table", "key distances for every (suspect, target) row of meta", int(np.isnan(medians).sum()))
+        raise ParameterError("table", "distances for every (suspect, target) row of meta", int(np.isnan(medians).sum()))
     reference = ((meta.rho == 0) & (meta.split == "shadow")).to_numpy()
     closeness = np.empty(len(meta))
     for target in meta.target.unique():
@@ -134,11 +155,15 @@ def _share_named_right(named: np.ndarray, truth: np.ndarray) -> float:
     return float((named == truth).mean())
 
 
+RULE_CHOICES = ("most_accurate", "one_standard_error")
+
+
 def choose_naming_rule(meta: pd.DataFrame, scores: np.ndarray, closeness: dict[str, np.ndarray] | None = None,
-                       thresholds=None, tie_tolerances=(0.0,)) -> tuple[NamingRule, pd.DataFrame]:
-    """The naming level, tie tolerance and closeness statistic, chosen on shadow suspects (out-of-fold scores): the
-    most accurate rule of the grid (every statistic in ``closeness``, or none when it is empty), as ``best_rule``
-    picks it; the grid's table is returned with it."""
+                       thresholds=None, tie_tolerances=(0.0,), choice: str = "most_accurate"
+                       ) -> tuple[NamingRule, pd.DataFrame]:
+    """The naming level, tie tolerance and closeness statistic, chosen on shadow suspects (out-of-fold scores): a rule
+    of the grid (every statistic in ``closeness``, or none when it is empty), as ``best_rule`` picks it by ``choice``;
+    the grid's table is returned with it."""
     thresholds = np.round(np.arange(0.05, 1.0, 0.025), 3) if thresholds is None else np.asarray(thresholds)
     statistics = [name for name in CLOSENESS if name in (closeness or {})] or [""]
     # the tables are pivoted once; every rule of the grid only re-reads them
@@ -151,18 +176,34 @@ def choose_naming_rule(meta: pd.DataFrame, scores: np.ndarray, closeness: dict[s
             for level in thresholds:
                 rule = NamingRule(float(level), float(tolerance), statistic)
                 rows.append({"closeness": statistic, "tie_tolerance": float(tolerance), "threshold": float(level),
-                             "shadow_naming_accuracy": _share_named_right(_names(score_table, closeness_table, rule), truth)})
+                             "shadow_naming_accuracy": _share_named_right(_names(score_table, closeness_table, rule), truth),
+                             "n_shadow_suspects": len(truth)})
     table = pd.DataFrame(rows)
-    return best_rule(table), table
+    return best_rule(table, choice), table
 
 
-def best_rule(table: pd.DataFrame) -> NamingRule:
-    """The rule of a ``choose_naming_rule`` grid table (or of a part of it, e.g. one statistic's rows) that names the
-    most shadow suspects right; among equally accurate ones the smallest tolerance, then the statistic first in
-    ``CLOSENESS``, then the middle level."""
+def best_rule(table: pd.DataFrame, choice: str = "most_accurate") -> NamingRule:
+    """The rule of a ``choose_naming_rule`` grid table (or of a part of it, e.g. one statistic's rows).
+
+    ``"most_accurate"``: the rule that names the most shadow suspects right; among equally accurate ones the smallest
+    tolerance, then the statistic first in ``CLOSENESS``, then the middle level. ``"one_standard_error"``: the
+    one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*
+    §7.10): every rule within one binomial standard error, sqrt(a (1 - a) / n), of the best shadow accuracy a over the
+    n shadow suspects is as good as the best, and the simplest of them is kept: the smallest tie tolerance, and at that
+    tolerance the most accurate rule, as above. A tolerance that wins by one shadow suspect of twenty is not evidence.
+    """
+    if choice not in RULE_CHOICES:
+        raise ParameterError("naming_rule_choice", f"one of {RULE_CHOICES}", choice)
     if table.empty:
         raise ParameterError("table", "at least one naming rule's shadow accuracy", 0)
-    best = table[np.isclose(table.shadow_naming_accuracy, table.shadow_naming_accuracy.max())]
+    accuracy = table.shadow_naming_accuracy
+    if choice == "one_standard_error":
+        top = accuracy.max()
+        error = np.sqrt(top * (1 - top) / table.n_shadow_suspects.iloc[0])
+        simplest = table.tie_tolerance[accuracy >= top - error - 1e-12].min()
+        table = table[table.tie_tolerance == simplest]
+        accuracy = table.shadow_naming_accuracy
+    best = table[np.isclose(accuracy, accuracy.max())]
     best = best[best.tie_tolerance == best.tie_tolerance.min()]
     best = best[best.closeness == best.closeness.iloc[0]]  # rows are in CLOSENESS order
     chosen = best.iloc[len(best) // 2]

@@ -12,6 +12,7 @@ from provlib.attribution.discriminator import (
     per_key_distances,
     shadow_folds,
 )
+from provlib.attribution.instance import best_distance_per_key, grouped_features
 from provlib.attribution.keys import KeySet
 from provlib.attribution.metrics import bootstrap_report, detection_report
 from provlib.attribution.naming import MODEL_COLUMNS
@@ -19,6 +20,21 @@ from provlib.core.errors import ParameterError
 from provlib.core.progress import tqdm
 from provlib.core.store import derive_seed
 
+
+def _answered_pairs(zoo, specs, targets: list[str] | None, desc: str):
+    """(suspect, target source, the suspect's answers to every candidate prompt of the target, the target's probe) for
+    every suspect against each of ``targets`` (default: its own source), with progress."""
+    probes = {}
+    pairs = [(spec, target) for spec in specs for target in (targets or [spec.source])]
+    for spec, target in tqdm(pairs, desc=desc, disable=not zoo.show_progress, mininterval=5):
+        if target not in probes:
+            probes[target] = zoo.candidate_probe(target)
+        yield spec, target, zoo.suspect_answers(spec, prompts_of=target), probes[target]
+
+
+def _model_columns(spec, target: str, space) -> dict:
+    return {"model_id": spec.model_id, "source": spec.source, "rho": spec.rho, "split": spec.split, "target": target,
+            "feature_space": space.name}
 
 
 def per_key_table(zoo, specs, keys_by_source: dict[str, KeySet], space, targets: list[str] | None = None,
@@ -28,19 +44,32 @@ def per_key_table(zoo, specs, keys_by_source: dict[str, KeySet], space, targets:
     ``targets`` are the sources whose key sets each suspect is scored against (default: its own source);
     the suspect's answers for another source's prompts must have been built (``zoo.build_answers``).
     """
-    probes = {}
     rows = []
-    pairs = [(spec, target) for spec in specs for target in (targets or [spec.source])]
-    for spec, target in tqdm(pairs, desc=desc, disable=not zoo.show_progress, mininterval=5):
+    for spec, target, answers, probe in _answered_pairs(zoo, specs, targets, desc):
         keys = keys_by_source[target]
         index = keys.candidate_index
-        if target not in probes:
-            probes[target] = zoo.candidate_probe(target)
-        probe = probes[target]
-        answers = zoo.suspect_answers(spec, prompts_of=target)[index]
-        table = per_key_distances(answers, keys.images, probe.source_images[index], probe.reference_images[index], space)
-        rows.append(table.assign(model_id=spec.model_id, source=spec.source, rho=spec.rho, split=spec.split, target=target,
-                                 feature_space=space.name, key_rank=np.arange(1, len(table) + 1)))
+        table = per_key_distances(answers[index], keys.images, probe.source_images[index], probe.reference_images[index],
+                                  space)
+        rows.append(table.assign(**_model_columns(spec, target, space), key_rank=np.arange(1, len(table) + 1)))
+    return pd.concat(rows, ignore_index=True)
+
+
+def candidate_table(zoo, specs, space, targets: list[str] | None = None,
+                    desc: str = "every candidate prompt") -> pd.DataFrame:
+    """One row per (suspect, target source, candidate prompt): the suspect's best distance to the target's own
+    generations for that prompt (``d_source``) and to the reference models' (``d_reference``), over every candidate
+    prompt, not only the keys. Sources of one training set share their candidate prompts (``key_candidate_draw``), so
+    a suspect's rows against two such sources compare the same answers with each source's rendering of the same
+    prompts (``provlib.attribution.naming``)."""
+    rows, embedded = [], {}
+    for spec, target, answers, probe in _answered_pairs(zoo, specs, targets, desc):
+        if target not in embedded:  # a source's generations are embedded once, not once per suspect
+            embedded[target] = [grouped_features(probe.source_images, space), grouped_features(probe.reference_images, space)]
+        queries = grouped_features(answers, space)
+        source, reference = embedded[target]
+        rows.append(pd.DataFrame({"d_source": best_distance_per_key(queries, source, space),
+                                  "d_reference": best_distance_per_key(queries, reference, space)}
+                                 ).assign(**_model_columns(spec, target, space), candidate=np.arange(len(answers))))
     return pd.concat(rows, ignore_index=True)
 
 
