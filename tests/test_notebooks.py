@@ -162,6 +162,12 @@ EXPECTED_BY_MACHINE = [
         "03": {"delta0": 0.03, "shadow conf gap": 0.354167},
         "04": {"strategy 1+2 mean conf": 0.444444},
     },
+    {  # AMD EPYC with AVX-512 (stop 50's machine), 2026-12-05: clean-clone suites of c89d588 and 2687f3f measured these
+        # 05 and 06 values (its other notebooks matched a set above); at smoke each source has one test innocent and
+        # two infringing test suspects, so a source's AUC is 0, 0.5 or 1 and a reordered score moves the mean in steps
+        "05": {"Table 1 mean AUC": 0.583333, "best shadow CV AUC": 0.8125},
+        "06": {"dataset watermark bit accuracy": 0.530273, "Baseline 1 score": -0.003407},
+    },
     {  # Intel Xeon with AVX-512 (torch.backends.cpu.get_cpu_capability() == "AVX512"), 2026-12-03
         "01": {"source models' final loss": 0.825475, "generations' nearest-training distance": 0.168000},
         "02": {"suspects' final loss": 0.817537, "generated training images": 288},
