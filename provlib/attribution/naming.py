@@ -29,8 +29,6 @@ INNOCENT = "innocent"
 
 # in the order preferred when shadow suspects cannot tell them apart; the last was added after the other two
 CLOSENESS = ("d_source", "d_key", "d_source_all")
-# the per-key or per-candidate table column each statistic takes the median of
-CLOSENESS_COLUMNS = {"d_source": "d_source", "d_key": "d_key", "d_source_all": "d_source"}
 
 
 @dataclass(frozen=True)
@@ -84,8 +82,8 @@ def key_closeness(table: pd.DataFrame, meta: pd.DataFrame, distance: str = "d_ke
 def closeness_statistics(per_key: pd.DataFrame, per_candidate: pd.DataFrame, meta: pd.DataFrame) -> dict[str, np.ndarray]:
     """Every ``CLOSENESS`` statistic per row of ``meta``: the key statistics from a per-key table, ``d_source_all``
     from a per-candidate table (``candidate_table``) of the same suspects and targets."""
-    return {name: relative_closeness(per_candidate if name == "d_source_all" else per_key, meta, CLOSENESS_COLUMNS[name])
-            for name in CLOSENESS}
+    return {"d_source": relative_closeness(per_key, meta, "d_source"), "d_key": relative_closeness(per_key, meta, "d_key"),
+            "d_source_all": relative_closeness(per_candidate, meta, "d_source")}
 
 
 def relative_closeness(table: pd.DataFrame, meta: pd.DataFrame, column: str) -> np.ndarray:
