@@ -5,7 +5,7 @@ import torch
 from provlib.core import data, models, scenes
 from provlib.core.errors import ParameterError
 from provlib.core.generate import generate
-from provlib.core.train import train_denoiser
+from provlib.core.train import encode_each_caption_once, train_denoiser
 from provlib.presets import load_preset
 
 
@@ -215,8 +215,35 @@ def test_distinct_captions_through_the_encoder_give_the_per_row_gradients():
         return [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
 
     per_row = gradients(lambda: encoder(ids[rows])[0])
-    distinct, position = torch.unique(rows, return_inverse=True)
-    gathered = gradients(lambda: encoder(ids[distinct])[0][position])
+    gathered = gradients(lambda: encode_each_caption_once(encoder, ids, rows))
     assert len(per_row) == len(gathered) > 0
     for a, b in zip(per_row, gathered):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # float32 sums in another order
+
+
+def test_the_caption_gather_backward_adds_repeats_in_order():
+    # a CPU index_put_ with accumulation (the backward of `embeddings[position]`) lets its threads add repeated rows
+    # in a racing order: two 2-thread runs of the smoke v2 base's seeded pre-training ended with different weights
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from provlib.core.train import token_ids
+
+    class RecordOps(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func.name().startswith("aten::index_put"):  # index_put(self, indices, values, accumulate=False)
+                accumulating.append(bool(kwargs.get("accumulate", len(args) > 3 and args[3])))
+            return func(*args, **kwargs)
+
+    pipe = fresh_pipe()
+    encoder = pipe.text_encoder.train().requires_grad_(True)
+    ids, rows = token_ids(pipe, ["a face", "a red car"]), torch.tensor([0, 1, 0, 0, 1])
+
+    def indexed(text_encoder, caption_ids, rows):  # the gather as it was written before
+        distinct, position = torch.unique(rows, return_inverse=True)
+        return text_encoder(caption_ids[distinct])[0][position]
+
+    for gather in (encode_each_caption_once, indexed):
+        accumulating = []
+        with RecordOps():
+            gather(encoder, ids, rows).sum().backward()
+        assert any(accumulating) == (gather is not encode_each_caption_once)  # the plain index is caught

@@ -217,3 +217,19 @@ def test_dask_local_cluster_builds_the_same_models_as_local_processes(tmp_path):
         for weights in sorted(Path(built["loky"][source]).rglob("*.safetensors")):
             twin = Path(built["dask"][source]) / weights.relative_to(built["loky"][source])
             assert weights.read_bytes() == twin.read_bytes(), f"{source}: {weights.name}"
+
+
+def test_a_lone_pending_item_trains_on_a_workers_share_of_the_cores(monkeypatch):
+    # a model's bits depend on torch's thread count: the one source a resumed run has left must be built on the
+    # threads it would have had in the cold run's worker (cores // n_jobs), and the caller's count comes back
+    import torch
+    from types import SimpleNamespace
+    from provlib.core import fanout
+    seen = []
+    owner = SimpleNamespace(p=SimpleNamespace(runtime=SimpleNamespace(fan_out_backend="loky")), show_progress=False,
+                            build=lambda item: seen.append((item, torch.get_num_threads())))
+    before = torch.get_num_threads()
+    monkeypatch.setattr(fanout, "available_cores", lambda: 2 * (before + 1))  # a worker's share differs from `before`
+    fanout.fan_out(owner, "build", ["lone source"], n_jobs=2, desc="sources")
+    fanout.fan_out(owner, "build", ["serial source"], n_jobs=1, desc="sources")  # n_jobs = 1 leaves torch as it is
+    assert seen == [("lone source", before + 1), ("serial source", before)] and torch.get_num_threads() == before

@@ -35,12 +35,16 @@ def fan_out(owner, method: str, items: list, n_jobs: int, desc: str) -> None:
     if not items:
         return
     runtime = owner.p.runtime
-    n_jobs = max(1, min(n_jobs, len(items)))
+    # a trained model's bits depend on the torch thread count it trained with (reductions split by thread), so each
+    # item gets the cores' share that the asked-for n_jobs gives, however many items are pending: a resumed run with
+    # one item left builds it as the cold run did
+    threads = max(1, available_cores() // max(1, n_jobs))
+    asked, n_jobs = n_jobs, max(1, min(n_jobs, len(items)))
     if n_jobs == 1 and runtime.fan_out_backend == "loky":
-        iterator = (getattr(owner, method)(item) for item in items)
+        iterator = (call_with_threads(threads if asked > 1 else None, getattr(owner, method), item) for item in items)
     else:
         backend = runtime.fan_out_backend
-        threads = max(1, available_cores() // n_jobs) if backend == "loky" else 1
+        threads = threads if backend == "loky" else 1
         with backend_config(runtime, n_jobs):
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if backend == "loky" else "list")(
                 delayed(_run_in_worker)(type(owner), owner.p, str(owner.cache_root), method, item, threads)
@@ -95,6 +99,17 @@ def shutdown_clusters() -> None:
         if cluster is not None:
             cluster.close()
     _CLUSTERS.clear()
+
+
+def call_with_threads(threads: int | None, function, *args):
+    """``function(*args)`` with torch on ``threads`` threads (None: as it is), the count restored afterwards."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return function(*args)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _run_in_worker(owner_class, preset, cache_root: str, method: str, item, threads: int) -> None:

@@ -78,6 +78,18 @@ def token_ids(pipe: StableDiffusionPipeline, captions: list[str]) -> torch.Tenso
                           truncation=True, return_tensors="pt").input_ids
 
 
+def encode_each_caption_once(text_encoder, caption_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The text embedding of caption ``caption_ids[r]`` for each ``r`` in ``rows``, each distinct caption encoded once.
+
+    A batch of 64 holds about 40 of a 64-caption list, and encoding every row was a third of a step; the gradients
+    are the same, as repeats sum through the gather. The gather is ``index_select``, whose backward adds the repeats
+    in order: ``[position]``'s backward is a CPU ``index_put_`` with accumulation, whose threads add them in a racing
+    order, so two 2-thread runs of one seeded training ended with different weights.
+    """
+    distinct, position = torch.unique(rows, return_inverse=True)
+    return text_encoder(caption_ids[distinct])[0].index_select(0, position)
+
+
 def _encode_prompts(pipe: StableDiffusionPipeline, captions: list[str]) -> torch.Tensor:
     return pipe.text_encoder(token_ids(pipe, captions).to(pipe.text_encoder.device))[0]
 
@@ -210,10 +222,7 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with accelerator.autocast():
             if train_text_encoder:
-                # each distinct caption of the batch through the encoder once: a batch of 64 holds about 40 of a
-                # 64-caption list, and the encoder was a third of a step (same gradients: repeats sum through the index)
-                distinct, position = torch.unique(prompt_idx, return_inverse=True)
-                embeddings = pipe.text_encoder(caption_ids[distinct.to(device)])[0][position.to(device)]
+                embeddings = encode_each_caption_once(pipe.text_encoder, caption_ids, prompt_idx.to(device))
             else:
                 embeddings = frozen_embeddings[prompt_idx].to(device)
             prediction = unet(noisy, timesteps, embeddings).sample
