@@ -305,7 +305,8 @@ PRESETS = {
         wm_pattern_subspace=0,
     ),
 }
-# A first look or a lecture: notebooks 01-05 cold in about 13 minutes on 2 cores (goal 15), the same world as ``cpu``
+# A first look or a lecture: notebooks 01-05 cold in about 13 minutes on 2 cores (goal 15; 20 on a slower AMD EPYC,
+# README), the same world as ``cpu``
 # with one fine-tuned source per domain and the fewest suspects that still give every number an interval (one shadow
 # and one test suspect per (source, rho); 2 test innocents per source, on the suspect base only). What buys the time
 # (three cold trials, 2026-12-05, README "The quick preset"): the sources fine-tune v2, so the suspects ("other" base)
