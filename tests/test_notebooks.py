@@ -159,7 +159,8 @@ EXPECTED_BY_MACHINE = [
     {  # the same machine and code as the first set: the clean-clone suite of 2026-12-05 17:05 UTC (commit f44bcb6,
         # README and pilot tables only after 2dd51d3, whose suite measured the first set) measured these 03 and 04
         # values once in four runs; the cause, a racing CPU gradient accumulation in the text-encoder training, is
-        # removed since stop 51 (README, "What remained for issue 17 after stop 50"), and this set stays until more machines re-ran
+        # removed since stop 51 (README, "What remained for issue 17 after stop 50"), and this set stays until more
+        # machines re-ran
         "03": {"delta0": 0.03, "shadow conf gap": 0.354167},
         "04": {"strategy 1+2 mean conf": 0.444444},
     },
