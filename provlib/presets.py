@@ -306,13 +306,13 @@ PRESETS = {
     ),
 }
 # A first look or a lecture: notebooks 01-05 cold in about 13 minutes on 2 cores (goal 15; 20 on a slower AMD EPYC,
-# README), the same world as ``cpu``
-# with one fine-tuned source per domain and the fewest suspects that still give every number an interval (one shadow
-# and one test suspect per (source, rho); 2 test innocents per source, on the suspect base only). What buys the time
-# (three cold trials, 2026-12-05, README "The quick preset"): the sources fine-tune v2, so the suspects ("other" base)
-# train the cheaper v1; a shorter autoencoder and base pre-training (1200 / 1000 steps); suspects see M = 256 samples
-# for 750 steps at twice cpu's learning rate (owner-side pilot at cpu: shadow conf gap 0.35, against 0.45 for cpu's
-# 1500 steps at 6e-4). 1000 suspect steps showed the same direction and took the run past 15 minutes.
+# README), the same world as ``cpu`` with one fine-tuned source per domain and the fewest suspects that still give
+# every number an interval (one shadow and one test suspect per (source, rho); 2 test innocents per source, on the
+# suspect base only). What buys the time (three cold trials, 2026-12-05, README "The quick preset"): the sources
+# fine-tune v2, so the suspects ("other" base) train the cheaper v1; a shorter autoencoder and base pre-training (1200
+# / 1000 steps); suspects see M = 256 samples for 750 steps at twice cpu's learning rate (owner-side pilot at cpu:
+# shadow conf gap 0.35, against 0.45 for cpu's 1500 steps at 6e-4). 1000 suspect steps showed the same direction and
+# took the run past 15 minutes.
 PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v2",), base_sources=False, vae_steps=1200,
                                pretrain_steps=1000, suspect_samples=256, suspect_steps=750, suspect_lr=1.2e-3,
                                cv_repeats=1, bootstrap_resamples=300, learning_curve_repeats=3,
