@@ -30,7 +30,6 @@ import yaml
 from provlib.core.errors import ParameterError
 from provlib.core.paths import REPO_ROOT, cache_dir, outputs_dir, results_dir
 from provlib.core.store import MARKER, atomic_write_text
-from provlib.pilot_cli import parse_assignment
 from provlib.presets import PRESETS, load_preset, resolve_name
 from provlib.verify import commands as verify_commands
 
@@ -64,6 +63,14 @@ class PeakMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``key=value`` -> (key, value), the value read as YAML (numbers, lists, dicts, true/false), as papermill's -y."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ParameterError("-p", "key=value, e.g. -p suspect_steps=800", text)
+    return key.strip(), yaml.safe_load(value)
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -198,6 +205,7 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
     executed_dir = Path(output_dir) / "notebooks" if output_dir else outputs_dir(preset) / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    run_started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     with redirected_outputs(output_dir), headless_logging(log):
         for notebook in selected:
             print(f"== {notebook.name} (preset={preset}) started {datetime.datetime.now():%H:%M:%S}", flush=True)
@@ -210,7 +218,7 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
             rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
                          "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
                          "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                         "cached_artifacts_at_start": cached})
+                         "cached_artifacts_at_start": cached, "run_started": run_started})
             print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
             # recorded as each notebook ends: a run stopped or crashed later keeps the cost of what it finished
             record_run(results_dir(preset) / "workbook_runs.csv", rows[-1])
@@ -256,8 +264,49 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--output-dir", default=None,
                             help="write executed notebooks, results and figures under this folder")
     run_parser.add_argument("--quiet", action="store_true", help="print one line per notebook, not its progress")
+    report_parser = commands.add_parser(
+        "report", help="render docs/results.md, docs/replications.md and the README's results from data/results/")
+    report_parser.add_argument("--check", action="store_true",
+                               help="write nothing; exit 1 when a document differs from what the tables give")
+    report_parser.add_argument("--html", default=None, metavar="EXECUTED_DIR",
+                               help="also write each executed notebook of this folder as HTML into docs/notebooks/")
+    replicate_parser = commands.add_parser(
+        "replicate", help="score another run's tables (another seed) against the headline targets into "
+                          "data/results/replications.csv, then re-render docs/replications.md")
+    replicate_parser.add_argument("--results", required=True, help="that run's results folder")
+    replicate_parser.add_argument("--name", required=True, help="a short name for that run, e.g. cpu-seed1")
+    time_parser = commands.add_parser(
+        "time-tests", help="run the test suite and record its wall time in data/results/test_runs.csv")
+    time_parser.add_argument("pytest_args", nargs="*",
+                             help='arguments for pytest (default: -m "not extended", what `make test` runs)')
     verify_commands.add_commands(commands)
     return parser
+
+
+def time_tests(pytest_args: list[str]) -> int:
+    """Run pytest in a subprocess; record wall time and the pass count (the README's test cost is rendered from it)."""
+    import re
+    import subprocess
+    import sys
+
+    start = time.time()
+    pytest_args = pytest_args or ["-m", "not extended"]  # what `make test` runs
+    done = subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=REPO_ROOT, capture_output=True,
+                          text=True)
+    seconds = round(time.time() - start, 1)
+    print(done.stdout[-4000:], done.stderr[-2000:], sep="\n")
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    passed = re.search(r"(\d+) passed", summary)
+    if done.returncode == 0 and passed:
+        runs_file = results_dir() / "test_runs.csv"
+        row = pd.DataFrame([{"command": "pytest " + " ".join(pytest_args), "seconds": seconds,
+                             "passed": int(passed.group(1)), "cpus": os.cpu_count(),
+                             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}])
+        atomic_write_text(runs_file, row.to_csv(index=False))  # the latest passing run only
+        from provlib import report
+        report.render()  # the README's test time is rendered from that table
+    print(f"pytest: {seconds} s, exit {done.returncode}")
+    return done.returncode
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,6 +320,29 @@ def main(argv: list[str] | None = None) -> None:
                 parameters=parameters)
         except ParameterError as error:
             raise SystemExit(f"python -m provlib run: {error}") from None
+    elif args.command == "report":
+        from provlib import report
+        try:
+            if args.html:
+                for path in report.export_html(Path(args.html)):
+                    print(f"wrote {path.relative_to(REPO_ROOT)}")
+            changed = report.render(check=args.check)
+        except ParameterError as error:
+            raise SystemExit(f"python -m provlib report: {error}") from None
+        for path in changed:
+            print(f"{'differs from the tables' if args.check else 'wrote'}: {path.relative_to(REPO_ROOT)}")
+        if args.check and changed:
+            raise SystemExit(1)
+    elif args.command == "replicate":
+        from provlib import report
+        try:
+            scored = report.replicate(Path(args.results), args.name)
+            report.render()
+        except ParameterError as error:
+            raise SystemExit(f"python -m provlib replicate: {error}") from None
+        print(scored[scored.run == args.name].to_string(index=False))
+    elif args.command == "time-tests":
+        raise SystemExit(time_tests(args.pytest_args))
     else:
         try:
             verify_commands.dispatch(args, parse_assignment)

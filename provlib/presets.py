@@ -222,20 +222,20 @@ def _preset(name: str, **flat) -> Preset:
     return Preset(name=name).replace(**flat)
 
 
-# The CPU world (issue 17; notebook 01 tells it): every image carries coarse content its caption does not predict, an
-# SD-like 8x autoencoder, sources and suspects that fine-tune their text encoder with the UNet (without it the tiny
-# models draw caption averages and copy nothing), and one set of innocent models per (suspect base, domain).
-# Owner-side pilots behind these choices: data/pilots/ and the README. With it, the sizes cpu and quick share unless
-# quick sets its own (smoke overrides every one of them).
+# The CPU world (notebook 01 tells it): every image carries coarse content its caption does not predict, an SD-like 8x
+# autoencoder, sources and suspects that fine-tune their text encoder with the UNet (without it the tiny models draw
+# caption averages and copy nothing), and one set of innocent models per (suspect base, domain). The evidence behind
+# each choice is in docs/decisions.md, section "The CPU world". With it, the sizes cpu and quick share unless quick
+# sets its own (smoke overrides every one of them).
 # Sources fine-tune on 128 private images, 16 of them 8 times over: they copy the duplicated ones and only some of the
-# rest, so key selection has something to find that random training samples do not (owner-side pilot, README: the
-# source answering its own key prompts, Strategy 1+2 vs random keys, at 32 / 128 / 256 private images). A source's
+# rest, so key selection has something to find that random training samples do not (docs/decisions.md, "Private sets
+# with duplicated images": the source answering its own key prompts at 32 / 128 / 256 private images). A source's
 # innocents are its domain's innocent models on both bases (8 per base and domain: 5 test ones each, 10 per source).
 # Key selection's reference bases are chosen in notebook 03 on shadow models (the paper's single reference, the suspect
 # base, or every public base, since half of those innocents fine-tune the source's own base); the preset's
 # reference_bases="every" wins a tie there and is what key selection uses outside the notebooks' choice.
 # The autoencoder trains 2000 steps (floor 0.09 instead of 0.13 at 800): ρ = 0.3 suspects then reproduce the keys
-# they saw more closely and a tighter δ0 separates them (cold run of seed 0: gap +0.34 from +0.28, README).
+# they saw more closely and a tighter δ0 separates them (docs/decisions.md, "An 8× autoencoder trained 2000 steps").
 CPU_WORLD = dict(identity_grid=4, vae_downsampling=8, scene_caption_list_size=64, n_private=128, private_duplicates=16,
                  duplicate_copies=8, source_batch_size=64, source_train_text_encoder=True, suspect_batch_size=64,
                  suspect_train_text_encoder=True, key_candidates=48, key_count=16, probe_seeds=4, memorization_prompts=32,
@@ -265,19 +265,19 @@ PRESETS = {
         wm_query_prompts=4, wm_query_images=1, wm_robustness=("jpeg:75", "noise:8"),
         wm_subspace_probe_images=4, wm_subspace_images=16,
     ),
-    # Issue 17's world at the size a 2-core session can run cold within the 2 h ceiling: the four fine-tuned sources
-    # (base sources memorize only duplicated pre-training images, pretrain_duplicates, not yet measured), suspects
-    # trained on M = 256 samples for 1500 steps (the same epochs as M = 128 at 750; owner-side pilot on shadow
-    # suspects, data/pilots/suspect_pilot_m256_s1500_seed1.csv: key coverage at rho = 0.3 from 0.44-0.81 to
-    # 0.75-1.00 and a conf gap of about 0.48 against 0.28), innocents shared per (suspect base, domain).
-    # Dataset watermarking's licensees keep 750 steps (licensee_steps): they learn a 2% mark there (issue 19's pilots).
+    # The CPU world at a size a 2-core machine runs cold (data/results/workbook_runs.csv): the four fine-tuned sources
+    # (base sources memorize only duplicated pre-training images, pretrain_duplicates, not measured), suspects on M = 256
+    # samples for 1500 steps (the same epochs as M = 128 at 750; on shadow suspects, key coverage at rho = 0.3 from
+    # 0.44-0.81 to 0.75-1.00 and a conf gap of about 0.48 against 0.28: docs/decisions.md, "Suspect recipe: M = 256,
+    # 1500 steps, three per setting"), innocents shared per (suspect base, domain).
+    # Dataset watermarking's licensees keep 750 steps (licensee_steps): they learn a 2% mark there, and fewer steps or a
+    # smaller batch did not (docs/decisions.md, "Licensee fine-tunes: 750 steps of 64").
     # Three suspects per (source, rho): one shadow and two test ones. With one test suspect per setting a seed's rho = 0.3
-    # mean rested on 4 models and Table 1's TPR on 2 per source (0, 0.5 or 1); the shadows promised a conf gap of
-    # 0.48-0.49 and Strategy 1+2 - random of 0.25-0.36 at both seeds while the single test suspects gave 0.33-0.45 and
-    # 0.11-0.23 (README). Eight more suspects, about 8 minutes of notebook 02.
+    # mean rested on 4 models and Table 1's TPR on 2 per source (0, 0.5 or 1), and the single test suspects strayed from
+    # what the shadows promised (same entry). Eight more suspects, about 10 minutes of notebook 02.
     # The v2 base's UNet is 32 channels wide instead of 48 (0.82 M parameters against 1.80 M): its training loop runs
-    # 1.21x faster (tools/benchmark_training.py, data/pilots/training_throughput_v2w{32,48}.csv) and a cold pilot at
-    # seed 3 met every signal target of issue 17 with it in 61 min, against 73-76 min (data/pilots/cpu_v2w32_seed3/).
+    # 1.21x faster and a cold 01-05 at seed 3 met every attribution target with it in 61 min, against 73-76 min
+    # (docs/decisions.md, "v2's UNet at width 32").
     # v1 keeps 48.
     "cpu": _cpu_preset("cpu", base_sources=False, suspect_samples=256, suspect_steps=1500, licensee_steps=750,
                        suspects_per_setting=3, learning_curve_repeats=5, unet_widths={"v2": 32}),
@@ -305,14 +305,14 @@ PRESETS = {
         wm_pattern_subspace=0,
     ),
 }
-# A first look or a lecture: notebooks 01-05 cold in about 13 minutes on 2 cores (goal 15; 20 on a slower AMD EPYC,
-# README), the same world as ``cpu`` with one fine-tuned source per domain and the fewest suspects that still give
-# every number an interval (one shadow and one test suspect per (source, rho); 2 test innocents per source, on the
-# suspect base only). What buys the time (three cold trials, 2026-12-05, README "The quick preset"): the sources
-# fine-tune v2, so the suspects ("other" base) train the cheaper v1; a shorter autoencoder and base pre-training (1200
-# / 1000 steps); suspects see M = 256 samples for 750 steps at twice cpu's learning rate (owner-side pilot at cpu:
-# shadow conf gap 0.35, against 0.45 for cpu's 1500 steps at 6e-4). 1000 suspect steps showed the same direction and
-# took the run past 15 minutes.
+# A first look or a lecture: notebooks 01-05 cold in about 13 minutes on 2 cores (goal 15; 20 on a slower machine),
+# the same world as ``cpu`` with one fine-tuned source per domain and the fewest suspects that still give every
+# number an interval (one shadow and one test suspect per (source, rho); 2 test innocents per source, on the suspect
+# base only). What buys the time (docs/decisions.md, "The quick preset's recipe"): the sources fine-tune v2, so the
+# suspects ("other" base) train the cheaper v1; a shorter autoencoder and base pre-training (1200 / 1000 steps);
+# suspects see M = 256 samples for 750 steps at twice cpu's learning rate (on shadow suspects at cpu: conf gap 0.35,
+# against 0.45 for cpu's 1500 steps at 6e-4). 1000 suspect steps showed the same direction and took the run past
+# 15 minutes.
 PRESETS["quick"] = _cpu_preset("quick", fine_tuned_bases=("v2",), base_sources=False, vae_steps=1200,
                                pretrain_steps=1000, suspect_samples=256, suspect_steps=750, suspect_lr=1.2e-3,
                                cv_repeats=1, bootstrap_resamples=300, learning_curve_repeats=3,

@@ -1,6 +1,6 @@
-"""Issue 15's problems, each with the test that would have caught it: the CLI takes and checks parameters, folder
-inputs are keyed by content, non-default presets never write the committed results, headless runs show progress,
-bad inputs name the parameter, fan-outs reach a Dask cluster with the same results."""
+"""Reliability defects found by probing, each with the test that would have caught it: the CLI takes and checks
+parameters, folder inputs are keyed by content, non-default presets never write the committed results, headless runs
+show progress, bad inputs name the parameter, fan-outs reach a Dask cluster with the same results."""
 import json
 import os
 from pathlib import Path
@@ -201,6 +201,7 @@ def test_no_file_cites_outside_the_repository():
 
 
 # ---- fan-out on a Dask cluster -------------------------------------------------------------------------------
+@pytest.mark.extended  # starts a local Dask cluster: run by `make test-extended` (and CI), not by `make test`
 def test_dask_local_cluster_builds_the_same_models_as_local_processes(tmp_path):
     pytest.importorskip("dask.distributed")
     from provlib.core.fanout import shutdown_clusters

@@ -158,15 +158,6 @@ def test_write_table_records_the_sectioned_preset(tmp_path):
     assert meta["notebook"] == "04_instance_attribution" and meta["git_commit"]
 
 
-def test_a_pilot_table_goes_to_its_own_folder_and_leaves_the_results_folder_alone(tmp_path, monkeypatch):
-    from provlib.core.results import write_pilot_table
-    monkeypatch.setenv("PROVLIB_RESULTS_DIR", str(tmp_path / "results"))
-    path = write_pilot_table(pd.DataFrame({"x": [1]}), "probe_pilot", load_preset("smoke"), "tools/probe.py",
-                             tmp_path / "pilots")
-    assert path == str(tmp_path / "pilots" / "probe_pilot.csv") and (tmp_path / "pilots" / "probe_pilot.meta.json").is_file()
-    assert not (tmp_path / "results").exists()
-
-
 def test_copy_measures_tell_a_copy_of_the_own_image_from_a_picture_of_the_caption():
     from provlib.attribution.memorization import copy_measures, same_caption_spread
     from provlib.core.data import CaptionedImageSet

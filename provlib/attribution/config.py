@@ -11,13 +11,13 @@ from provlib.core.config import Section, at_least_int, choice, positive_int, set
 DETECTION_STATISTICS = ("mean", "min")
 # Strategy 1+2's key image for a prompt: the source's own medoid generation whichever strategy picked the prompt
 # ("generation": the image an infringer's training set holds; for a prompt Strategy 1 picks it is the source's near-copy
-# of its training image) or the image of the strategy that flagged the prompt more strongly ("strongest", the
-# workbook's reading until issue 17's stop 48); notebook 03 compares both on shadows
+# of its training image) or the image of the strategy that flagged the prompt more strongly ("strongest"); notebook 03
+# compares both on shadows (docs/decisions.md, "Strategy 1+2's key image is the source's generation")
 COMBINED_KEY_IMAGES = ("generation", "strongest")
 # whose seed draws a source's key candidates: "training_set" (sources fine-tuned on one training set draw the same
 # candidates, the draw of the first such source in the preset's order, so a suspect asked for every source's prompts in
 # notebook 05 answers one set per training set; a single source's draw is unchanged) or "source" (each source its own
-# draw, the workbook's reading until issue 17's stop 49). Key selection stays per source either way.
+# draw). Key selection stays per source either way (docs/decisions.md, "One draw of key candidates per training set").
 KEY_CANDIDATE_DRAWS = ("training_set", "source")
 
 
@@ -40,8 +40,8 @@ class Attribution(Section):
     # answers with the key image says nothing about training data, and an innocent fine-tune of the source's own base
     # inherits what that base draws
     reference_bases: str = setting("suspect", choice("suspect", "every"))
-    # Strategy 1's source distance over the probe seeds (DETECTION_STATISTICS); "min" was the workbook's reading until
-    # issue 17's stop 45; notebook 03 compares both on shadows
+    # Strategy 1's source distance over the probe seeds (DETECTION_STATISTICS); notebook 03 compares both on shadows
+    # (docs/decisions.md, "Strategy 1 by the mean over probe seeds")
     detection_statistic: str = setting("mean", choice(*DETECTION_STATISTICS))
     combined_key_image: str = setting("generation", choice(*COMBINED_KEY_IMAGES))  # COMBINED_KEY_IMAGES
     key_candidate_draw: str = setting("training_set", choice(*KEY_CANDIDATE_DRAWS))  # KEY_CANDIDATE_DRAWS

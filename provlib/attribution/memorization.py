@@ -71,7 +71,7 @@ def copy_measures(generations: np.ndarray, captions: list[str], train, real) -> 
     training image in ``train``); ``real`` is the domain's real pool, whose images with the same caption are what
     drawing the caption without copying looks like. Columns: the distance to the own training image, the smallest
     distance to a same-caption real image, ``copies_own`` (own image nearer than every same-caption real one: the
-    issue's copy rate), the nearest / second-nearest training distances and ``gu_memorized`` (their ratio below
+    copy rate), the nearest / second-nearest training distances and ``gu_memorized`` (their ratio below
     ``GU_RATIO``). Pixel space, as notebook 01's memorization check.
     """
     generations = np.asarray(generations)
@@ -123,5 +123,6 @@ def autoencoder_reconstructions(vae, images: np.ndarray, batch_size: int = 64) -
 
 def autoencoder_floor(vae, images: np.ndarray) -> np.ndarray:
     """Each image's distance to its own reconstruction: a generation is a decoded latent, so no source can come
-    nearer a training image than this, however exactly it memorized it (tools/pilot_autoencoder.py)."""
+    nearer a training image than this, however exactly it memorized it (docs/decisions.md, "An 8× autoencoder trained
+    2000 steps")."""
     return np.diag(pairwise_pixel_distance(autoencoder_reconstructions(vae, images), images))

@@ -250,7 +250,7 @@ class Models(Section):
     vae_steps: int = setting(1500, positive_int)
     vae_downsampling: int = setting(4, downsampling_factor)
     # the autoencoder's latent channels and first-block width: its reconstruction error is the floor under a source's
-    # distance to its own training images (tools/pilot_autoencoder.py)
+    # distance to its own training images (docs/decisions.md, "An 8× autoencoder trained 2000 steps")
     vae_latent_channels: int = setting(8, positive_int)
     vae_width: int = setting(16, block_width)
     # base -> the tiny UNet's first block width (blocks: w, 2w) where it differs from models.TINY_ARCHITECTURES: a
@@ -274,8 +274,9 @@ class Models(Section):
 class Suspects(Section):
     """The suspect zoo: models fine-tuned on M samples, a share ρ of them the source's generations."""
     samples: int = setting(128, positive_int)             # M: size of a suspect's fine-tuning set (paper: 500)
-    # 400 steps x 16 = 50 epochs at lr 6e-4: chosen on v1-faces *shadow* models (notebook 03's story); the
-    # paper's 12 epochs at lr 2e-6 left tiny suspects too close to their base to reproduce anything
+    # 400 steps x 16 = 50 epochs at lr 6e-4, the section's default (every preset sets its own: docs/decisions.md,
+    # "Suspect recipe: M = 256, 1500 steps, three per setting"); the paper's 12 epochs at lr 2e-6 left tiny suspects
+    # too close to their base to reproduce anything
     recipe: Recipe = field(default_factory=lambda: Recipe(400, 16, 6e-4))
     rho_values: tuple = setting((0.3, 0.5, 0.7, 1.0), numbers_in(0.0, 1.0, what="proportions (rho = 0, the innocent "
                                                                                    "models, is always built)"))

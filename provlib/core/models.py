@@ -63,7 +63,8 @@ def build_tiny_vae(resolution: int, seed: int = 0, latent_channels: int = LATENT
     SD's VAE downsamples 8x into 4 channels. At 32 px, 4x keeps an 8x8 latent (fine detail legible); 8x, as SD
     does, leaves a 4x4 latent: coarse content only, but a quarter of the UNet's work and of the dimensions a model
     must fit to memorize an image. 8 channels keep faces and textures legible (measured on the workbook's scenes).
-    Its reconstruction error bounds how closely any generation can copy an image (``tools/pilot_autoencoder.py``).
+    Its reconstruction error bounds how closely any generation can copy an image (docs/decisions.md, "An 8×
+    autoencoder trained 2000 steps").
     """
     if downsampling not in (4, 8):
         raise ParameterError("vae_downsampling", "4 or 8", downsampling)

@@ -42,11 +42,6 @@ def write_table(df: pd.DataFrame, name: str, preset, notebook: str, directory: s
     return str(path)
 
 
-def write_pilot_table(df: pd.DataFrame, name: str, preset, tool: str, directory: str | Path) -> str:
-    """A pilot tool's table and sidecar under ``directory`` (e.g. ``data/pilots``), apart from the workbook's results."""
-    return write_table(df, name, preset, tool, directory)
-
-
 def _parameter(parameters: dict, path: str):
     """A value of a recorded preset at a dotted path (``attribution.key_count``). Sidecars written before presets had
     sections recorded flat names, which equal the leaf name for the attribution fields read across notebooks."""

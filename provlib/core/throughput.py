@@ -1,5 +1,5 @@
-"""How fast the workbook's fine-tuning loop runs, against a bare PyTorch loop over the same models (issue 17's cost
-question; notebook 02 and ``tools/benchmark_training.py`` print the table).
+"""How fast the workbook's fine-tuning loop runs, against a bare PyTorch loop over the same models (notebook 02 and
+``tools/benchmark_training.py`` print the table; docs/decisions.md, "The training loop").
 
 Both loops fine-tune copies of one pipeline on one captioned set at the same batch size and learning rate, the text
 encoder trained or frozen as the recipe says:

@@ -151,7 +151,7 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
     ``lr_warmup_steps`` of linear warm-up: a decaying rate lets a short run settle instead of ending on a noisy iterate.
     """
     device = pipe.unet.device
-    if channels_last is None:  # about 5% faster on the CPU (tools/benchmark_training.py); CUDA keeps its default
+    if channels_last is None:  # faster on the CPU (docs/decisions.md, "The training loop"); CUDA keeps its default
         channels_last = device.type == "cpu"
     # accelerate keeps one process-wide state; a run with another precision or device in the same process (a
     # notebook that trains on the CPU, then fine-tunes in fp16 on CUDA) must start from a fresh one
@@ -184,7 +184,7 @@ def train_denoiser(pipe: StableDiffusionPipeline, data: CaptionedImageSet, *, st
 
     params = [p for m in modules.values() for p in m.parameters()]
     # the fused kernel updates all ~250 parameter tensors in one call: on the CPU the per-tensor loop took a quarter
-    # of a tiny model's step (tools/benchmark_training.py)
+    # of a tiny model's step (docs/decisions.md, "The training loop")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2, fused=device.type in ("cpu", "cuda"))
     start, losses = 0, []
     latest = _latest_checkpoint(checkpoint_dir)

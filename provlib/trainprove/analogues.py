@@ -3,9 +3,10 @@
 Each analogue sees the object world through its own draw (attribute frequencies, house style) and is trained from
 scratch on it, so no two share weights: real generators come from different training runs on different data, and
 analogues fine-tuned from one common base drew their classes so alike that a classifier trained on one was nearly
-as accurate on another's images (the README's issue-18 section). One autoencoder is trained on the uniform world
-(SD v1.4, LCM and PixArt-alpha all decode with SD's VAE; an analogue may have its own, ``GeneratorSpec.vae``). A
-mixin of ``GeneratorZoo``: it needs ``p``, ``store``, ``classes``, ``spec``, ``generator_lr`` and ``show_progress``.
+as accurate on another's images (docs/decisions.md, "Analogues trained from scratch on their own draws"). One
+autoencoder is trained on the uniform world (SD v1.4, LCM and PixArt-alpha all decode with SD's VAE; an analogue may
+have its own, ``GeneratorSpec.vae``). A mixin of ``GeneratorZoo``: it needs ``p``, ``store``, ``classes``, ``spec``,
+``generator_lr`` and ``show_progress``.
 """
 from __future__ import annotations
 
@@ -27,15 +28,15 @@ from provlib.trainprove.styles import apply_style, style_of
 
 CODE_VERSION = {"tp_data": 1, "tp_vae": 1, "tp_generator": 3}
 # 4x keeps an 8x8 latent at 32 px. 8x was tried for the 15-minute goal: after 1500 steps its reconstructions keep too
-# little of the shapes (sd14 draw, a classifier on them: 0.30 against 0.97 rendered; 4x: 0.78;
-# data/pilots/tp_fidelity_pilot_vae8.log)
+# little of the shapes (sd14 draw, a classifier on them: 0.30 against 0.97 rendered; 4x: 0.78; docs/decisions.md,
+# "Analogues trained from scratch on their own draws")
 VAE_DOWNSAMPLING = 4
 # The text encoder stays frozen at its (random, seeded) initialisation, as SD v1.4, PixArt-alpha and Stable Cascade
 # keep their pre-trained CLIP / T5 encoders frozen: the UNet then learns to read fixed, distinct prompt embeddings.
 # Trained with the UNet (the earlier recipe), the analogues learned their classes or not by seed: owner-side, sd14
 # after 1250 steps drew them at 0.81 (seed 0) and 0.34 (seed 1), frozen at 0.77 and 0.75, and 0.81 at both seeds
-# after 2000 steps (tools/pilot_tp_fidelity.py, data/pilots/tp_frozen_te_pilot_sd14_seed*.csv); a frozen step also
-# costs about three quarters of one that trains the encoder
+# after 2000 steps; a frozen step also costs about three quarters of one that trains the encoder (docs/decisions.md,
+# "Generator recipe: bare captions, frozen text encoder, cosine decay")
 TRAIN_TEXT_ENCODER = False
 
 

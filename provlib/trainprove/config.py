@@ -48,23 +48,22 @@ class TrainProVe(Section):
     real_dir: str = setting("", text)              # paper scale: a folder with one subfolder of real images per class
     # classifier input size; generations are resized to it. CPU scale: 16 px, a quarter of every classifier's work at
     # 32 px; a classifier of the shadow's recipe names the rendered 32 px world's classes as well at 16 px (0.97) and
-    # on its autoencoder's reconstructions 0.85 (0.86 at 32 px; tools/pilot_tp_fidelity.py)
+    # on its autoencoder's reconstructions 0.85 (0.86 at 32 px; docs/decisions.md, "Classifiers at 16 px; 100 test
+    # images per class")
     resolution: int = setting(16, positive_int)
     generator_images: int = setting(2000, positive_int)  # CPU scale: each analogue's own draw of labelled training images
     # CPU scale: the analogues' autoencoder training steps, apart from the attribution world's (models.vae_steps)
     vae_steps: int = setting(1500, positive_int)
-    # CPU scale: denoiser training steps, batch size and learning rate of each analogue (trained from scratch on its
-    # own draw, its text encoder frozen, provlib.trainprove.analogues). Chosen on the generators' own class fidelity
-    # (a classifier trained on a generator's images, tested on fresh ones from it), never on suspects
-    # (tools/pilot_tp_fidelity.py, data/pilots/tp_fidelity_pilot*.csv and tp_frozen_te_pilot_*.csv): small shapes do
-    # not survive a 4x VAE at 32 px; bare class captions at lr 4e-3 learn the class in a fraction of the steps of
-    # detailed captions at 6e-4. The learning rate is per tiny architecture (``models.TINY_ARCHITECTURES``): the
-    # larger v2 stays at chance at 4e-3 (data/pilots/tp_fidelity_pilot_pixart*.csv). With the text encoder frozen, the
-    # weakest analogue (pixart) at a constant rate swings from one step to the next (seed 0: 0.71 / 0.93 / 0.93 at
-    # 1750 / 2000 / 2500 steps, seed 1: 0.79 / 0.70 / 0.83); decaying the rate to zero over 2000 steps (cosine) ends
-    # it at 0.88 and 0.82 (tp_frozen_te_cosine_pilot_*.csv). 2000 steps is what four analogues can take within the
-    # 15-minute notebook on 2 cores. (With the text encoder trained, the cosine schedule did not help:
-    # tp_seed_sweep_owner_cosine_lr.csv.)
+    # CPU scale: denoiser training steps, batch size and learning rate of each analogue (trained from scratch on its own
+    # draw, its text encoder frozen, provlib.trainprove.analogues). Chosen on the generators' own class fidelity (a
+    # classifier trained on a generator's images, tested on fresh ones from it), never on suspects (docs/decisions.md,
+    # "Generator recipe: bare captions, frozen text encoder, cosine decay"): small shapes do not survive a 4x VAE at 32
+    # px; bare class captions at lr 4e-3 learn the class in a fraction of the steps of detailed captions at 6e-4. The
+    # learning rate is per tiny architecture (``models.TINY_ARCHITECTURES``): the larger v2 stays at chance at 4e-3.
+    # With the text encoder frozen, the weakest analogue (pixart) at a constant rate swings from one step to the next
+    # (seed 0: 0.71 / 0.93 / 0.93 at 1750 / 2000 / 2500 steps, seed 1: 0.79 / 0.70 / 0.83); decaying the rate to zero
+    # over 2000 steps (cosine) ends it at 0.88 and 0.82. 2000 steps is what four analogues can take within the 15-minute
+    # notebook on 2 cores. (With the text encoder trained, the cosine schedule did not help.)
     generator_steps: int = setting(2000, positive_int)
     generator_batch_size: int = setting(32, positive_int)
     generator_lrs: dict = setting({"v1": 4e-3, "v2": 2e-3}, _learning_rates)
@@ -72,8 +71,8 @@ class TrainProVe(Section):
     generator_lr_schedule: str = setting("cosine", choice("constant", "cosine", "linear"))
     # CPU scale: sampling steps of an analogue where they differ from its real model's (the table's ``steps``). The
     # real LCM is distilled for 4 steps; its analogue is not, and its class fidelity at 4 / 8 / 12 steps is 0.59 /
-    # 0.66 / 0.79 at seed 0 and 0.53 / 0.68 / 0.74 at seed 1 (tools/pilot_tp_fidelity.py --sampling-steps,
-    # data/pilots/tp_fidelity_pilot_lcm_sampling*.csv): it keeps the few-step LCM scheduler, at 12 steps
+    # 0.66 / 0.79 at seed 0 and 0.53 / 0.68 / 0.74 at seed 1 (docs/decisions.md, "Guidance 50; LCM at 12 steps"):
+    # it keeps the few-step LCM scheduler, at 12 steps
     sampling_steps: dict = setting({"lcm": 12}, _step_counts)
     sizes: tuple = setting(("big",), names(allowed=SIZES))
     draw_concentration: float = setting(2.0, positive_number)  # Dirichlet skew of each analogue's attribute draw
@@ -93,7 +92,8 @@ class TrainProVe(Section):
     # each suspect's training recipe, unlike the shadow's (the small CNN, lr 2e-3, no weight decay, batch 64,
     # cross-entropy): the k-th suspect of a source takes the k-th architecture in turn, the rest is drawn per suspect
     # the families of the authors' suspects (ResNet, ViT); an MLP or a small ConvNeXt is far weaker than the shadow at
-    # this data size and fails the accuracy test whatever its data (owner-side: tools/pilot_tp_suspect_families.py)
+    # this data size and fails the accuracy test whatever its data (docs/decisions.md, "Suspect families: CNN, ResNet,
+    # tiny ViT")
     suspect_architectures: tuple = setting(("cnn", "resnet", "vit"),
                                            names(allowed=("cnn", "resnet", "vit", "mlp", "convnext")))
     suspect_lrs: tuple = setting((1e-3, 2e-3, 4e-3), numbers_in(0, 1, what="learning rates"))
@@ -106,10 +106,9 @@ class TrainProVe(Section):
     # the published Grubbs decision: the defender's fresh images split into this many batches give the shadow's
     # reference sample, and the Student-t quantile is taken at 1 - alpha/(2n) ("published", the authors' code) or
     # 1 - alpha/n ("textbook", the one-sided value). The paper fixes no n; it sets both the threshold's noise and
-    # its size. Chosen owner-side on calibration models the owner trains itself (tools/pilot_tp_grubbs_batches.py,
-    # 108 pairs at seed 0). On the 15-minute recipe (data/pilots/tp_grubbs_batches_pilot_15min_recipe.csv): accuracy
-    # 0.84 / 0.90 / 0.95 / 0.98 / 0.94 at n = 5 / 10 / 15 / 20 / 30, FPR 0 up to 20, then 0.06; on the 2250-step
-    # recipe before it (tp_grubbs_batches_pilot.csv) 15 was best
+    # its size. Chosen owner-side on calibration models the owner trains itself (108 pairs at seed 0): accuracy
+    # 0.84 / 0.90 / 0.95 / 0.98 / 0.94 at n = 5 / 10 / 15 / 20 / 30, FPR 0 up to 20, then 0.06; on an earlier
+    # generator recipe 15 was best (docs/decisions.md, "Grubbs as published, n = 20 batches")
     grubbs_batches: int = setting(20, at_least_int(3))
     grubbs_quantile: str = setting("published", choice("published", "textbook"))
 

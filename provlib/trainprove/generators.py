@@ -42,15 +42,14 @@ class GeneratorSpec:
     latent_channels: int = models.LATENT_CHANNELS
 
 
-# Guidance 50 for every analogue: the tiny, briefly trained models show their class only under strong guidance, and
-# the stronger the better at the recipe's 2000 steps (owner-side, class fidelity at guidance 25 / 35 / 50: sd14
-# 0.84 / 0.88 / 0.92 at seed 0 and 0.82 / 0.88 / 0.91 at seed 1, cascade 0.79 / 0.81 / 0.84 and 0.89 / 0.91 / 0.92;
-# tools/pilot_tp_fidelity.py --sampling-steps 20 --guidance ..., data/pilots/tp_guidance_2000_*.csv). At 50 every
-# analogue reaches 0.8 at both seeds and a classifier names the generator of 0.97 / 0.98 of fresh images, against
-# 0.93 / 0.97 at 25 (tools/pilot_tp_generators.py, data/pilots/tp_generator_pilot_guidance50_seed*.csv). The real
-# models' low guidance is not copied. All four are the v1 tiny architecture on one autoencoder: a v2 step
-# costs 1.7 times a v1 step and a second autoencoder 2.5 minutes, which the 15-minute notebook cannot take; the
-# analogues differ through their training data (draw and house style), seeds and samplers
+# Guidance 50 for every analogue: the tiny, briefly trained models show their class only under strong guidance, and the
+# stronger the better at the recipe's 2000 steps (owner-side, class fidelity at guidance 25 / 35 / 50: sd14 0.84 / 0.88
+# / 0.92 at seed 0 and 0.82 / 0.88 / 0.91 at seed 1, cascade 0.79 / 0.81 / 0.84 and 0.89 / 0.91 / 0.92). At 50 every
+# analogue reaches 0.8 at both seeds and a classifier names the generator of 0.97 / 0.98 of fresh images, against 0.93 /
+# 0.97 at 25 (docs/decisions.md, "Guidance 50; LCM at 12 steps"). The real models' low guidance is not copied. All four
+# are the v1 tiny architecture on one autoencoder: a v2 step costs 1.7 times a v1 step and a second autoencoder 2.5
+# minutes, which the 15-minute notebook cannot take; the analogues differ through their training data (draw and house
+# style), seeds and samplers
 CPU_GENERATORS = {
     "sd14": GeneratorSpec("sd14", "Stable Diffusion v1.4", "v1", "DDIMScheduler", 20, 50.0, "shared"),
     "lcm": GeneratorSpec("lcm", "Latent Consistency Model", "v1", "LCMScheduler", 4, 50.0, "shared"),

@@ -23,8 +23,8 @@ def attribution_sets(zoo) -> dict[str, LabelledImages]:
 
     The shadow set alone (100 per class) leaves the classifier short of data, its errors spread over every other
     generator: owner-side, 20 epochs on the shadow sets named 0.968 / 0.976 of the fresh images at seeds 0 / 1, on
-    shadow set and pool (250 per class) 0.983 / 0.991 (tools/pilot_tp_generators.py,
-    data/pilots/tp_generator_pilot_guidance50_seed*.csv)."""
+    shadow set and pool (250 per class) 0.983 / 0.991 (docs/decisions.md, "Generator attribution: no flips, shadow
+    set and pool")."""
     return {g: LabelledImages.concat([zoo.images(g, "shadow"), zoo.images(g, "pool")]) for g in zoo.generators}
 
 

@@ -156,8 +156,8 @@ def by_test_size(specs: list[ClassifierSpec], answers: dict, labels: dict[str, n
 
 
 def batch_count_summary(calibration: pd.DataFrame) -> pd.DataFrame:
-    """Per batch count n (``tools/pilot_tp_grubbs_batches.py``'s table): accuracy, TPR and FPR of the defenders'
-    Grubbs verdicts on the owner's calibration models, and the mean threshold (critical value x shadow spread)."""
+    """Per batch count n: accuracy, TPR and FPR of the defenders' Grubbs verdicts on the owner's calibration models,
+    and the mean threshold (critical value x shadow spread); docs/decisions.md, "Grubbs as published, n = 20 batches"."""
     pairs = calibration.astype({"trained_on_defender": bool, "verified": bool})
     pairs["correct_verdict"] = pairs.verified == pairs.trained_on_defender
     return pd.DataFrame([{"n_batches": n, **summary(group), "mean_threshold": float(group.threshold.mean())}

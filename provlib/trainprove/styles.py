@@ -36,10 +36,10 @@ STYLES = {
     "lcm": Style(contrast=1.6, saturation=1.5, light=(0.35, 0.0)),
     "pixart": Style(gains=(0.78, 0.95, 1.18), contrast=0.65, light=(0.0, 0.3)),
     # muted, not grey: at saturation 0.25 with grain 14 a purple object on grey (cascade's most frequent draw) is lost
-    # even in the rendered images (tools/pilot_tp_fidelity.py's rendered_accuracy measures it for a look). Its grain
+    # even in the rendered images (a classifier's accuracy on the rendered images measures it for a look). Its grain
     # is gone too: the classifiers see 16 px images, where grain is averaged away, and an analogue trained 1250 steps
     # on grainy images drew its classes at 0.42 class fidelity against sd14's 0.62 (seed 0, guidance 9,
-    # data/pilots/tp_guidance_pilot_*.csv); a magenta tint and a vignette tell it apart instead
+    # docs/decisions.md, "House styles"); a magenta tint and a vignette tell it apart instead
     "cascade": Style(gains=(1.08, 0.85, 1.08), contrast=1.2, saturation=0.8, vignette=0.3),
 }
 

@@ -2,7 +2,7 @@
 
     python -m provlib serve --pipeline PIPELINE_FOLDER [--port 8765] [--lora ADAPTER]
 
-It stands in for a hosted text-to-image service in the README's example and in the tests, which also inject the
+It stands in for a hosted text-to-image service in notebook 08 and in the tests, which also inject the
 faults a real service shows (``Faults``: slow answers, HTTP 500, undecodable or too few images).
 """
 from __future__ import annotations

@@ -68,13 +68,12 @@ class Watermark(Section):
     pattern_strength: float = setting(2.0, positive_number)  # spread-spectrum amplitude, RMS in 0-255 pixel units
     # the dataset mark's amplitude on a licensed copy's marked images (pattern scheme; Baseline 1 keeps
     # pattern_strength): a fine-tune must learn it from a few images (r = 2% of 500 is 10)
-    # Chosen owner-side (tools/pilot_wm_mark.py, data/pilots/wm_mark_pilot*.csv; the owner's own fine-tunes, r = 2%
-    # of 500, trigger): in the fitted subspace at 8 / 16 no marked fine-tune was detected; as a 4x4 cell layout at
-    # 16 / 24 (PSNR 24.7 / 21.3 dB) both were, at p = 0.006 / 0.002 and 5e-5 (the test's floor), asked their marked captions.
-    # 24 missed a re-draw's licensee (wm_draw = 1: 4/10 evaluated; the owner's pilot on that draw 6/8 paired, its
-    # licensee 0 at p 0.07-0.08); 32 found all 8 pilot fine-tunes there (data/pilots/wm_calibration_pilot_draw1_s*.csv)
-    # but on seed 1's world only 6/8 (licensee 0 on v1 at p 0.017 / 0.024); 40 found those 8/8, at p <= 0.005
-    # (wm_calibration_pilot_seed1_s32 / _s40, the same pilot fine-tunes' seeds and the same clean ones)
+    # Chosen owner-side on the owner's own fine-tunes (r = 2% of 500, trigger): in the fitted subspace at 8 / 16 no
+    # marked fine-tune was detected; as a 4x4 cell layout at 16 / 24 (PSNR 24.7 / 21.3 dB) both were, asked their
+    # marked captions. 24 left one licensee's mark unlearned on a re-draw of the secrets (owner's pilot 6/8); 32 found
+    # 8/8 there but 6/8 on seed 1's world (licensee 0 on v1 at p 0.017 / 0.024); 40 found those 8/8, at p <= 0.005,
+    # with no clean model or wrong licensee detected (docs/decisions.md, "Dataset mark: a 4×4 colour layout
+    # at RMS 40")
     mark_strength: float = setting(40.0, positive_number)
     # the dataset mark's directions: 0, the pattern scheme's fitted subspace (as Baseline 1's stamp); g > 0, a keyed
     # colour layout on a g x g grid of cells (an image-level signature at the scale a tiny latent model learns), added
@@ -99,8 +98,8 @@ class Watermark(Section):
     strategies: tuple = setting(("image", "trigger"), names(allowed=("image", "trigger")))
     licensees: int = setting(4, at_least_int(2))             # at least 2: leak tracing chooses among them
     # fine-tunes per (scheme, strategy, r) away from the focus share, and per laundering / removal attack, licensees in
-    # turn: one at cpu, where a fine-tune that learns the mark (750 steps; 400 did not, data/pilots/
-    # wm_mark_pilot_cells4_marked_steps400.csv) costs a core 1.5-3 minutes and 40 are spent on the 2% cells and clean
+    # turn: one at cpu, where a fine-tune that learns the mark (750 steps; 400 did not: docs/decisions.md, "Licensee
+    # fine-tunes: 750 steps of 64") costs a core 1.5-3 minutes and 40 are spent on the 2% cells and clean
     models_per_setting: int = setting(1, positive_int)
     # the share whose every cell gets focus_models fine-tunes (the paper's 2%: a rate needs 10 models to mean much);
     # clean fine-tunes are asked every licensee's marked captions at it, and laundered / regenerated copies are made at it

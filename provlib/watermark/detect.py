@@ -22,10 +22,10 @@ draws, which is valid at any number of draws.
 
 The *paired* test (``reference``) calibrates on the model itself: what a model draws for the licensee's captions
 depends on the model, and a calibration on the owner's clean dataset leaves a model-and-caption bias in the pooled
-scores that, for a fixed message, helps or hides the mark (data/pilots/wm_calibration_pilot*.csv). Subtracting the
-same model's mean score on the same captions without the trigger removes it. Because a mark drawn with and without
-the trigger cancels in that difference, the paired p-value is combined with the dataset-calibrated one, which gets a
-tenth of the level (``combined_p_value``).
+scores that, for a fixed message, helps or hides the mark. Subtracting the same model's mean score on the same
+captions without the trigger removes it. Because a mark drawn with and without the trigger cancels in that
+difference, the paired p-value is combined with the dataset-calibrated one, which gets a tenth of the level
+(``combined_p_value``). Evidence: docs/decisions.md, "Trigger words and the paired test".
 
 Baseline 1's ``conf`` mirrors instance-level attribution's Eq. 6: the share of the N query prompts whose k
 answers, aggregated, carry the message at level ``key_alpha``; an innocent model's expected conf is at

@@ -10,9 +10,10 @@ def orthogonal_messages(n_bits: int, count: int, seed: int) -> np.ndarray:
 
     Why: a model that learned licensee i's mark reads, tested for licensee j's message, the share of the marks'
     correlation, (agreeing - disagreeing bits) / n_bits; independent 32-bit draws put that at 0.4 for some pair
-    (an owner-side pilot named a wrong licensee that way). Rows of a Sylvester-Hadamard matrix are pairwise
-    orthogonal; the rows are chosen, their bits permuted and XORed with one mask, all secret and seeded, so each
-    message alone is still uniformly random (the false-positive test on a model that saw no mark stays exact).
+    (an owner-side pilot named a wrong licensee that way: docs/decisions.md, "Licensees: orthogonal messages, crossed
+    with the bases"). Rows of a Sylvester-Hadamard matrix are pairwise orthogonal; the rows are chosen, their bits
+    permuted and XORed with one mask, all secret and seeded, so each message alone is still uniformly random (the
+    false-positive test on a model that saw no mark stays exact).
     Needs n_bits a power of two and count <= n_bits; otherwise the messages are independent draws.
     """
     rng = np.random.default_rng(seed)

@@ -10,8 +10,8 @@ does not carry the tested mark:
   same seeds. The owner holds that base (a LoRA ships with it; a fine-tune names it). A test calibrated on the
   owner's dataset alone is exact over the draw of a licensee's message, but fine-tunes of the licensed data share a
   content bias, and for one fixed message that bias can align with it: on seed 2's world it flagged 12 of 80 clean
-  tests, every one against one licensee's message (tools/check_wm_image_reference.py,
-  data/pilots/wm_image_reference_seed*.csv; the base-paired test flagged none of 240 over three seeds).
+  tests, every one against one licensee's message; the base-paired test flagged none of 240 over three seeds
+  (docs/decisions.md, "Image-only test paired on the public base").
 
 ``LicenseeQueries`` is a mixin of ``WatermarkZoo`` (it uses the zoo's licensed dataset, marked indices, triggers,
 models and artifact store).
@@ -75,7 +75,7 @@ class LicenseeQueries:
     def reference_prompt_set(self, prompt_set: str) -> str | None:
         """The prompt set whose answers by the *same* model a trigger set's test subtracts: the same captions without
         the trigger (``marked-<i>-r<r>``); None otherwise (an image-only set's reference is the base, ``base_answers``).
-        Chosen owner-side (tools/pilot_wm_calibration.py, data/pilots/wm_calibration_pilot*.csv)."""
+        Chosen owner-side (docs/decisions.md, "Trigger words and the paired test")."""
         kind, _, rest = prompt_set.partition("-")
         if kind != "trigger":
             return None

@@ -30,9 +30,9 @@ def trigger_word_shifts(zoo) -> dict[str, float]:
     changes almost wholly with any new word, so per-image differences would rank nothing).
 
     Why: the tiny tokenizer has no meaningless rare token ("sks"); every unused word was learned from another
-    domain's captions (``black`` darkens, ``blond`` yellows). Owner-side pilot (data/pilots/wm_calibration_pilot*.csv):
-    such a word shifts even a clean fine-tune's images along some licensee's message, and a fine-tune did not
-    bind the mark to it. The words the bases draw least are the closest analogue of a rare token."""
+    domain's captions (``black`` darkens, ``blond`` yellows). Owner-side pilot (docs/decisions.md, "Trigger words and
+    the paired test"): such a word shifts even a clean fine-tune's images along some licensee's message, and a
+    fine-tune did not bind the mark to it. The words the bases draw least are the closest analogue of a rare token."""
     config = {"kind": "wm_trigger_shifts", "v": CODE_VERSION_WM["wm_trigger_shifts"], "k": zoo.p.watermark.query_images, "words": unused_words(zoo),
               "bases": [config_hash(zoo.base_config(base)) for base in zoo.p.models.base_names],
               "captions": config_hash({"prompts": zoo.query_captions()}), "seed": derive_seed(zoo.p.seed, "wm-trigger-shifts"),
