@@ -218,16 +218,30 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
             rows.append({"notebook": notebook.name, "preset": preset, "seconds": round(time.time() - start, 1),
                          "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
                          "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                         "cached_artifacts_at_start": cached, "run_started": run_started})
+                         "cached_artifacts_at_start": cached, "run_started": run_started,
+                         "cpu_model": cpu_model()})
             print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
             # recorded as each notebook ends: a run stopped or crashed later keeps the cost of what it finished
             record_run(results_dir(preset) / "workbook_runs.csv", rows[-1])
     return pd.DataFrame(rows)
 
 
+def cpu_model() -> str:
+    """The processor's name and vector width: costs are comparable only on the same kind (torch picks its kernels by it)."""
+    import torch
+
+    name = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def record_run(runs_file: Path, row: dict) -> None:
-    """Append one notebook's cost to ``workbook_runs.csv``, a history: every run is kept, so a cold run's cost stays
-    on record after warm re-runs."""
+    """Append one notebook's cost to ``workbook_runs.csv``: every run is kept, so a cold run's cost stays on record
+    after warm re-runs (the report takes, per notebook, the run that started with the fewest cached artifacts)."""
     table = pd.DataFrame([row])
     history = pd.concat([pd.read_csv(runs_file), table], ignore_index=True) if runs_file.exists() else table
     atomic_write_text(runs_file, history.to_csv(index=False))
@@ -300,7 +314,7 @@ def time_tests(pytest_args: list[str]) -> int:
     if done.returncode == 0 and passed:
         runs_file = results_dir() / "test_runs.csv"
         row = pd.DataFrame([{"command": "pytest " + " ".join(pytest_args), "seconds": seconds,
-                             "passed": int(passed.group(1)), "cpus": os.cpu_count(),
+                             "passed": int(passed.group(1)), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}])
         atomic_write_text(runs_file, row.to_csv(index=False))  # the latest passing run only
         from provlib import report

@@ -71,15 +71,16 @@ def docs_link(notebook: str, from_readme: bool = True) -> str:
 
 
 def cost_block(t: Tables) -> str:
-    """The cold cost of ``make workbook`` and ``make test`` as measured (README)."""
+    """The cold cost of ``make workbook`` and the time of ``make test`` as measured (README)."""
     cold = cold_costs(t)
+    machines = ", ".join(sorted(set(cold.cpu_model)))
     parts = [f"`make workbook` from an empty cache: {minutes(cold.seconds.sum())} "
              f"({', '.join(f'{r.notebook[:2]} {minutes(r.seconds)}' for r in cold.itertuples())}), "
-             f"peak memory {cold.peak_rss_gib.max():.1f} GiB, {int(cold.cpus.max())} cores."]
+             f"peak memory {cold.peak_rss_gib.max():.1f} GiB, {int(cold.cpus.max())} cores, {machines}."]
     tests = test_cost(t)
     if tests is not None:
-        parts.append(f"`make test` (environment already built): {minutes(tests.seconds)}, {int(tests.passed)} tests "
-                     f"passed, {int(tests.cpus)} cores.")
+        parts.append(f"`make test` with the environment built: {minutes(tests.seconds)}, {int(tests.passed)} tests "
+                     f"passed, {int(tests.cpus)} cores{', ' + tests.cpu_model if 'cpu_model' in tests else ''}.")
     return " ".join(parts)
 
 
@@ -99,7 +100,9 @@ def results_markdown(t: Tables) -> str:
            "and an exact (Clopper-Pearson) 95 % interval; means a t-interval. Design choices and their evidence: "
            "[decisions](decisions.md). Other seeds: [replications](replications.md).", "",
            "## Cost", "", cost_block(t), "",
-           markdown_table(cold_costs(t).rename(columns={"seconds": "seconds (cold)", "peak_rss_gib": "peak GiB"}), 1),
+           markdown_table(cold_costs(t).rename(columns={"seconds": "seconds (cold)", "peak_rss_gib": "peak GiB",
+                                                        "cached_artifacts_at_start": "artifacts cached at its start",
+                                                        "cpu_model": "CPU"}), 1),
            "", "## Targets", "", markdown_table(score_targets(t), 3), ""]
 
     # 01
@@ -275,8 +278,8 @@ def quick_block(t: Tables) -> str:
     cold = cold_costs(t, preset="quick")
     if cold.empty:
         return "No cold `quick` run is recorded in `data/results/workbook_runs.csv`."
-    return (f"From an empty cache it took {minutes(cold.seconds.sum())} on the machine of the `cpu` timing above "
-            f"(notebooks {', '.join(n[:2] for n in cold.notebook)}).")
+    return (f"From an empty cache it took {minutes(cold.seconds.sum())} (notebooks "
+            f"{', '.join(n[:2] for n in cold.notebook)}; {', '.join(sorted(set(cold.cpu_model)))}).")
 
 
 def readme_rendered(t: Tables, readme_text: str) -> str:

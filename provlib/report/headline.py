@@ -139,22 +139,21 @@ def score_targets(t: Tables) -> pd.DataFrame:
 
 
 def cold_costs(t: Tables, preset: str = "cpu") -> pd.DataFrame:
-    """Per notebook, the latest cold run's wall time and peak memory.
+    """Per notebook, the recorded run that started with the fewest cached artifacts (the latest among ties).
 
-    A run is one ``python -m provlib run`` (rows sharing ``run_started``); it is cold when the cache held no finished
-    artifact when it started. Older tables without ``run_started`` count a row as cold when its notebook started on an
-    empty cache.
+    ``make workbook`` from an empty cache builds every notebook's models in its own run, so that row is its cold cost.
     """
     runs = t["workbook_runs"]
-    runs = runs[runs.preset == preset]
-    if "run_started" in runs:
-        starts = runs.groupby("run_started").cached_artifacts_at_start.first()
-        cold_runs = starts[starts == 0].index
-        if len(cold_runs):
-            chosen = runs[runs.run_started == max(cold_runs)]
-            return chosen[["notebook", "seconds", "peak_rss_gib", "cpus"]].reset_index(drop=True)
-    cold = runs[runs.cached_artifacts_at_start.fillna(0) == 0]
-    return cold.groupby("notebook").last().reset_index()[["notebook", "seconds", "peak_rss_gib", "cpus"]]
+    runs = runs[runs.preset == preset].reset_index(drop=True)
+    if runs.empty:
+        return pd.DataFrame(columns=["notebook", "seconds", "peak_rss_gib", "cpus", "cached_artifacts_at_start",
+                                     "cpu_model"])
+    if "cpu_model" not in runs:
+        runs["cpu_model"] = "unknown"
+    coldest = runs.sort_values(["notebook", "cached_artifacts_at_start", "finished"],
+                               ascending=[True, True, False]).groupby("notebook").head(1)
+    return coldest.sort_values("notebook")[["notebook", "seconds", "peak_rss_gib", "cpus", "cached_artifacts_at_start",
+                                            "cpu_model"]].reset_index(drop=True)
 
 
 def test_cost(t: Tables) -> pd.Series | None:
