@@ -31,14 +31,14 @@ def readme_block(t: Tables) -> str:
     lines = ["| Question | Method (notebook) | Result on held-out test models, 95 % interval |", "| --- | --- | --- |"]
     smallest = gap["rho"]
     lines.append(f"| Did a suspect fine-tune on a share ρ of my model's generations? | instance-level attribution, "
-                 f"Strategy 1+2 keys ([04]({docs_link('04_instance_attribution')})) | infringing called at "
+                 f"Strategy 1+2 keys ([04]({docs_link(t, '04_instance_attribution')})) | infringing called at "
                  f"ρ = {smallest:g}: {rate(decisions.loc[smallest].called, decisions.loc[smallest].n_models)}; "
                  f"innocent (model, source) listings called: {rate(decisions.loc[0.0].called, decisions.loc[0.0].n_models)}; conf gap "
                  f"{mean_ci(gap['gap'], gap['interval'])} |")
     lines.append(f"| Same, by a trained classifier | statistical-level attribution, Table 1 "
-                 f"([05]({docs_link('05_discriminator')})) | mean AUC {disc['auc']:.2f} over {disc['n_sources']} "
+                 f"([05]({docs_link(t, '05_discriminator')})) | mean AUC {disc['auc']:.2f} over {disc['n_sources']} "
                  f"sources, {disc['n_test_models']} test models each ({disc['n_innocent']} innocent) |")
-    lines.append(f"| Which of my models was the source? | naming the source ([05]({docs_link('05_discriminator')})) "
+    lines.append(f"| Which of my models was the source? | naming the source ([05]({docs_link(t, '05_discriminator')})) "
                  f"| {rate(*named)} |")
     trigger, image = watermark_row(t, "trigger", 0.02), watermark_row(t, "image", 0.02)
     fpr = trigger if trigger is not None else image
@@ -46,28 +46,31 @@ def readme_block(t: Tables) -> str:
         marked = " ; ".join(f"{name} mark: {rate(row.tpr * row.n_models, row.n_models)}"
                             for name, row in (("trigger", trigger), ("image-only", image)) if row is not None)
         lines.append(f"| Did a fine-tune use my dataset (2 % of it marked)? | dataset watermark "
-                     f"([06]({docs_link('06_watermarks')})) | detected, {marked}; clean tests flagged: "
+                     f"([06]({docs_link(t, '06_watermarks')})) | detected, {marked}; clean tests flagged: "
                      f"{rate(fpr.fpr * fpr.n_clean_tests, fpr.n_clean_tests)} |")
     tracing = watermark_row(t, "trigger", 0.02, "leak_tracing")
     if tracing is not None:
-        lines.append(f"| Which licensee leaked it? | per-licensee messages ([06]({docs_link('06_watermarks')})) "
+        lines.append(f"| Which licensee leaked it? | per-licensee messages ([06]({docs_link(t, '06_watermarks')})) "
                      f"| right licensee named: {rate(tracing.accuracy * tracing.n_models, tracing.n_models)} |")
     if t.has("trainprove_rules"):
         g = trainprove_rule(t)
         lines.append(f"| Did a suspect classifier train on my generator's images? | TrainProVe, Grubbs' test "
-                     f"([07]({docs_link('07_trainprove')})) | accuracy {rate(g.accuracy * g.pairs, g.pairs)}; "
+                     f"([07]({docs_link(t, '07_trainprove')})) | accuracy {rate(g.accuracy * g.pairs, g.pairs)}; "
                      f"TPR {rate(g.tpr * g.n_positive, g.n_positive)}; "
                      f"FPR {rate(g.fpr * g.n_negative, g.n_negative)} |")
     if t.has("verify_verdicts"):
         v = t["verify_verdicts"]
         lines.append(f"| The same verdict for a suspect served as files or over HTTP? | `python -m provlib verify` "
-                     f"([08]({docs_link('08_verify_a_suspect')})) | verdicts equal to notebook 04's: "
+                     f"([08]({docs_link(t, '08_verify_a_suspect')})) | verdicts equal to notebook 04's: "
                      f"{rate(v.agrees_with_04.astype(bool).sum(), len(v))} |")
     return "\n".join(lines)
 
 
-def docs_link(notebook: str, from_readme: bool = True) -> str:
-    return ("docs/" if from_readme else "") + NOTEBOOK_HTML.format(notebook)
+def docs_link(t: Tables, notebook: str, from_readme: bool = True) -> str:
+    """The executed notebook's HTML when docs/notebooks/ has it, else the notebook itself."""
+    if (t.root / "docs" / NOTEBOOK_HTML.format(notebook)).exists():
+        return ("docs/" if from_readme else "") + NOTEBOOK_HTML.format(notebook)
+    return ("" if from_readme else "../") + f"notebooks/{notebook}.ipynb"
 
 
 def cost_block(t: Tables) -> str:
@@ -84,10 +87,10 @@ def cost_block(t: Tables) -> str:
     return " ".join(parts)
 
 
-def _section(title: str, anchor_notebook: str, text: str, *tables: str) -> str:
+def _section(t: Tables, title: str, anchor_notebook: str, text: str, *tables: str) -> str:
     anchor = anchor_notebook.replace("_", "-")  # a stable link target: docs/decisions.md links here
-    body = [f'<a id="{anchor}"></a>', "", f"## {title}", "", f"Executed notebook: [{anchor_notebook}]({docs_link(anchor_notebook, False)}).", "",
-            text.strip(), ""]
+    link = docs_link(t, anchor_notebook, False)
+    body = [f'<a id="{anchor}"></a>', "", f"## {title}", "", f"Notebook: [{anchor_notebook}]({link}).", "", text.strip(), ""]
     for table in tables:
         body += [table, ""]
     return "\n".join(body)
@@ -109,7 +112,7 @@ def results_markdown(t: Tables) -> str:
     models = t["source_models"]
     memo = t["source_memorization"].pivot_table(index="source", columns="group", values="copy_rate")
     memo.columns = [f"copy rate: {c}" for c in memo.columns]
-    out.append(_section("01 Source models", "01_source_models",
+    out.append(_section(t, "01 Source models", "01_source_models",
                         "The source models, what they were fine-tuned on, and how often their generations copy a "
                         "training image (closer than the nearest 5 % of held-out real images).",
                         markdown_table(models), markdown_table(memo.reset_index(), 2)))
@@ -118,7 +121,7 @@ def results_markdown(t: Tables) -> str:
     manifest = t["suspect_manifest"]
     counts = manifest.assign(kind=np.where(manifest.rho > 0, "infringing", "innocent")).groupby(
         ["split", "kind", "rho"]).model_id.nunique().rename("models").reset_index()
-    out.append(_section("02 Suspect models", "02_suspect_models",
+    out.append(_section(t, "02 Suspect models", "02_suspect_models",
                         "Suspects fine-tuned on a share ρ of a source's generations (infringing) or on real images "
                         "only (innocent, ρ = 0); shadow suspects are the owner's own and make every choice, test "
                         "suspects are only scored.", markdown_table(counts)))
@@ -126,7 +129,7 @@ def results_markdown(t: Tables) -> str:
     # 03
     point = t["delta0"]
     table2 = t["delta0_table2"]
-    out.append(_section("03 δ0 and the conf level", "03_delta0_threshold",
+    out.append(_section(t, "03 δ0 and the conf level", "03_delta0_threshold",
                         "δ0 and the conf level are chosen on shadow suspects only; the selected row is used by "
                         "notebooks 04 and 08. Table 2 analogue: the share of key samples per distance bin for one "
                         "infringing (ρ = 1) and one innocent suspect per source.",
@@ -160,7 +163,7 @@ def results_markdown(t: Tables) -> str:
         tables += ["Baseline 1 (a watermark stamped in the source's generations) beside the key samples:",
                    markdown_table(wm.pivot_table(index="method", columns="rho", values="mean_conf").reset_index()
                                   .rename(columns=lambda c: f"rho={c:g}" if isinstance(c, float) else c), 3)]
-    out.append(_section("04 Instance-level attribution", "04_instance_attribution",
+    out.append(_section(t, "04 Instance-level attribution", "04_instance_attribution",
                         f"Mean conf (the share of key samples a suspect reproduces within δ0) on test suspects. "
                         f"Gap between Strategy 1+2 at ρ = {gap['rho']:g} and innocent suspects: "
                         f"{mean_ci(gap['gap'], gap['interval'])} ({gap['n_infringing']} infringing and "
@@ -177,7 +180,7 @@ def results_markdown(t: Tables) -> str:
                        "shadow models": table1.n_shadow_models})
     named = naming_counts(t)
     naming_rules = t["source_naming_rules"]
-    out.append(_section("05 Statistical-level attribution and naming the source", "05_discriminator",
+    out.append(_section(t, "05 Statistical-level attribution and naming the source", "05_discriminator",
                         f"Table 1 analogue: a discriminator trained on shadow suspects scores the test suspects. "
                         f"Source named right on test suspects: {rate(*named)}.",
                         markdown_table(t1, 2), markdown_table(t["source_attribution_confusion"]),
@@ -201,7 +204,7 @@ def results_markdown(t: Tables) -> str:
             "transform": robust["transform"], "applied to": robust.applied_to, "strategy": robust.strategy,
             "marked share": robust.fraction,
             "detected": [rate(r.tpr * r.n_models, r.n_models) for r in robust.itertuples()]})
-        out.append(_section("06 Dataset watermarks", "06_watermarks",
+        out.append(_section(t, "06 Dataset watermarks", "06_watermarks",
                             "A licensee fine-tunes on the owner's dataset with a share of it marked; the owner "
                             "queries the fine-tune and tests for the mark (and for which licensee's mark it is).",
                             markdown_table(det_rows, 2), "Leak tracing:", markdown_table(trace_rows, 2),
@@ -226,7 +229,7 @@ def results_markdown(t: Tables) -> str:
                 "accuracy": [rate(r.accuracy * r.pairs, r.pairs) for r in fam.itertuples()],
                 "TPR": [rate(r.tpr * r.n_positive, r.n_positive) for r in fam.itertuples()],
                 "FPR": [rate(r.fpr * r.n_negative, r.n_negative) for r in fam.itertuples()]}))]
-        out.append(_section("07 TrainProVe", "07_trainprove",
+        out.append(_section(t, "07 TrainProVe", "07_trainprove",
                             "Does a suspect classifier's accuracy on the defender's generated images stand out from "
                             "its accuracy on other generators' images (Grubbs' test, one-sided, α = 0.05)? Each "
                             "(suspect, defender) pair is one decision.", *tables))
@@ -244,7 +247,7 @@ def results_markdown(t: Tables) -> str:
                 frame = t[name]
                 tables.append(f"{name.replace('_', ' ')}: equal to notebook {notebook}'s: "
                               f"{rate(frame[column].astype(bool).sum(), len(frame))}")
-        out.append(_section("08 Verify a suspect", "08_verify_a_suspect",
+        out.append(_section(t, "08 Verify a suspect", "08_verify_a_suspect",
                             "Test suspects exported as a pipeline folder, a LoRA adapter and an HTTP endpoint, then "
                             "verified by `python -m provlib verify` with the owner's key file.", *tables))
     return "\n".join(out).rstrip() + "\n"
@@ -294,7 +297,7 @@ def render(results: Path | None = None, root: Path | None = None, check: bool = 
     Returns the documents that differ from what the tables give (with ``check``) or that were rewritten.
     """
     root = Path(root or REPO_ROOT)
-    t = Tables(results or root / "data" / "results")
+    t = Tables(results or root / "data" / "results", root=root)
     readme = root / "README.md"
     wanted = {root / "docs" / "results.md": results_markdown(t),
               root / "docs" / "replications.md": replications_markdown(t),

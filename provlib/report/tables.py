@@ -84,8 +84,9 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
 class Tables:
     """The CSV tables of one run's results folder, read on first use."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, root: str | Path | None = None):
         self.folder = Path(folder)
+        self.root = Path(root) if root is not None else self.folder.parents[1]  # the tree the documents live in
         if not self.folder.is_dir():
             raise ParameterError("results", "a folder of result tables (data/results or a run's results folder)",
                                  str(folder))
