@@ -9,6 +9,13 @@ from provlib.core.errors import ParameterError
 from provlib.core.paths import REPO_ROOT
 
 
+def copy_documents(into):
+    """What rendering reads besides the tables: the documents, and the figures and HTML they link when present."""
+    for name in ("README.md", "docs", "figures"):
+        source = REPO_ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, into / name)
+
+
 def test_committed_documents_equal_what_the_committed_tables_render():
     differing = report.render(check=True)
     assert not differing, (f"{[str(p.relative_to(REPO_ROOT)) for p in differing]} differ from data/results/: "
@@ -16,9 +23,7 @@ def test_committed_documents_equal_what_the_committed_tables_render():
 
 
 def test_a_hand_edited_number_in_the_readme_block_is_caught(tmp_path):
-    for name in ("README.md", "docs"):
-        source = REPO_ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    copy_documents(tmp_path)
     readme = tmp_path / "README.md"
     text = readme.read_text()
     block = text.split(report.README_BEGIN)[1].split(report.README_END)[0]
@@ -30,9 +35,7 @@ def test_a_hand_edited_number_in_the_readme_block_is_caught(tmp_path):
 
 def test_a_changed_table_is_caught(tmp_path):
     shutil.copytree(REPO_ROOT / "data" / "results", tmp_path / "results")
-    for name in ("README.md", "docs"):
-        source = REPO_ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    copy_documents(tmp_path)
     naming = pd.read_csv(tmp_path / "results" / "source_attribution_confusion.csv")
     naming.iloc[0, 1] += 1  # one more test model named right
     naming.to_csv(tmp_path / "results" / "source_attribution_confusion.csv", index=False)

@@ -17,6 +17,11 @@ from provlib.report.tables import Tables, markdown_table, mean_ci, rate, t_inter
 README_BEGIN = "<!-- results:begin: rendered by `python -m provlib report` from data/results/; do not edit -->"
 README_END = "<!-- results:end -->"
 NOTEBOOK_HTML = "notebooks/{}.html"  # relative to docs/
+# the committed run's headline figures shown in docs/results.md, per notebook (figures/<name>.png, where present)
+FIGURES_SHOWN = {"01": ["01_memorization", "01_copy_curve"], "02": ["02_suspect_losses"],
+                 "03": ["03_key_distance_histograms", "03_conf_vs_delta0"], "04": ["04_conf_vs_rho", "04_conf_vs_n"],
+                 "05": ["05_roc", "05_source_confusion"], "06": ["06_detection_vs_fraction", "06_robustness"],
+                 "07": ["07_verification_matrix", "07_rules_compared"], "08": ["08_verify_conf"]}
 
 # ---------------------------------------------------------------------------------------------------------------
 # documents
@@ -37,7 +42,8 @@ def readme_block(t: Tables) -> str:
                  f"{mean_ci(gap['gap'], gap['interval'])} |")
     lines.append(f"| Same, by a trained classifier | statistical-level attribution, Table 1 "
                  f"([05]({docs_link(t, '05_discriminator')})) | mean AUC {disc['auc']:.2f} over {disc['n_sources']} "
-                 f"sources, {disc['n_test_models']} test models each ({disc['n_innocent']} innocent) |")
+                 f"sources, {disc['n_test_models']} test models each ({disc['n_innocent']} innocent); "
+                 f"(model, source) listings called right: {rate(disc['listings_right'], disc['listings'])} |")
     lines.append(f"| Which of my models was the source? | naming the source ([05]({docs_link(t, '05_discriminator')})) "
                  f"| {rate(*named)} |")
     trigger, image = watermark_row(t, "trigger", 0.02), watermark_row(t, "image", 0.02)
@@ -93,6 +99,9 @@ def _section(t: Tables, title: str, anchor_notebook: str, text: str, *tables: st
     body = [f'<a id="{anchor}"></a>', "", f"## {title}", "", f"Notebook: [{anchor_notebook}]({link}).", "", text.strip(), ""]
     for table in tables:
         body += [table, ""]
+    for figure in FIGURES_SHOWN.get(anchor_notebook[:2], []):
+        if (t.root / "figures" / f"{figure}.png").exists():
+            body += [f"![{figure}](../figures/{figure}.png)", ""]
     return "\n".join(body)
 
 

@@ -55,7 +55,9 @@ def discriminator_summary(t: Tables) -> dict:
     table = table[~table.source.isin(["mean", "all", "pooled"])]
     return {"auc": float(table.auc.mean()), "tpr_at_10fpr": float(table.tpr_at_10fpr.mean()),
             "n_sources": len(table), "n_infringing": int(table.n_test_infringing.sum()),
-            "n_innocent": int(table.n_test_innocent.min()), "n_test_models": int(table.n_test_models.max())}
+            "n_innocent": int(table.n_test_innocent.min()), "n_test_models": int(table.n_test_models.max()),
+            "listings_right": int(round((table.accuracy * table.n_test_models).sum())),
+            "listings": int(table.n_test_models.sum())}
 
 
 def naming_counts(t: Tables) -> tuple[int, int]:
