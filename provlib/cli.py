@@ -227,7 +227,7 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
 
 
 def cpu_model() -> str:
-    """The processor's name and vector width: costs are comparable only on the same kind (torch picks its kernels by it)."""
+    """The processor's name and vector width: costs and results compare only on one kind (torch picks kernels by it)."""
     import torch
 
     name = "unknown"

@@ -38,7 +38,8 @@ def readme_block(t: Tables) -> str:
     lines.append(f"| Did a suspect fine-tune on a share ρ of my model's generations? | instance-level attribution, "
                  f"Strategy 1+2 keys ([04]({docs_link(t, '04_instance_attribution')})) | infringing called at "
                  f"ρ = {smallest:g}: {rate(decisions.loc[smallest].called, decisions.loc[smallest].n_models)}; "
-                 f"innocent (model, source) listings called: {rate(decisions.loc[0.0].called, decisions.loc[0.0].n_models)}; conf gap "
+                 f"innocent (model, source) listings called: "
+                 f"{rate(decisions.loc[0.0].called, decisions.loc[0.0].n_models)}; conf gap "
                  f"{mean_ci(gap['gap'], gap['interval'])} |")
     lines.append(f"| Same, by a trained classifier | statistical-level attribution, Table 1 "
                  f"([05]({docs_link(t, '05_discriminator')})) | mean AUC {disc['auc']:.2f} over {disc['n_sources']} "
@@ -49,7 +50,7 @@ def readme_block(t: Tables) -> str:
     trigger, image = watermark_row(t, "trigger", 0.02), watermark_row(t, "image", 0.02)
     fpr = trigger if trigger is not None else image
     if fpr is not None:
-        marked = " ; ".join(f"{name} mark: {rate(row.tpr * row.n_models, row.n_models)}"
+        marked = "; ".join(f"{name} mark: {rate(row.tpr * row.n_models, row.n_models)}"
                             for name, row in (("trigger", trigger), ("image-only", image)) if row is not None)
         lines.append(f"| Did a fine-tune use my dataset (2 % of it marked)? | dataset watermark "
                      f"([06]({docs_link(t, '06_watermarks')})) | detected, {marked}; clean tests flagged: "
@@ -83,7 +84,7 @@ def cost_block(t: Tables) -> str:
     """The cold cost of ``make workbook`` and the time of ``make test`` as measured (README)."""
     cold = cold_costs(t)
     machines = ", ".join(sorted(set(cold.cpu_model)))
-    parts = [f"`make workbook` from an empty cache: {minutes(cold.seconds.sum())} "
+    parts = [f"`make workbook` from an empty cache, the sum of each notebook's cold run: {minutes(cold.seconds.sum())} "
              f"({', '.join(f'{r.notebook[:2]} {minutes(r.seconds)}' for r in cold.itertuples())}), "
              f"peak memory {cold.peak_rss_gib.max():.1f} GiB, {int(cold.cpus.max())} cores, {machines}."]
     tests = test_cost(t)
@@ -96,7 +97,8 @@ def cost_block(t: Tables) -> str:
 def _section(t: Tables, title: str, anchor_notebook: str, text: str, *tables: str) -> str:
     anchor = anchor_notebook.replace("_", "-")  # a stable link target: docs/decisions.md links here
     link = docs_link(t, anchor_notebook, False)
-    body = [f'<a id="{anchor}"></a>', "", f"## {title}", "", f"Notebook: [{anchor_notebook}]({link}).", "", text.strip(), ""]
+    body = [f'<a id="{anchor}"></a>', "", f"## {title}", "", f"Notebook: [{anchor_notebook}]({link}).", "",
+            text.strip(), ""]
     for table in tables:
         body += [table, ""]
     for figure in FIGURES_SHOWN.get(anchor_notebook[:2], []):
@@ -265,15 +267,18 @@ def results_markdown(t: Tables) -> str:
 def replications_markdown(t: Tables) -> str:
     out = ["# Replications", "",
            "Rendered by `python -m provlib report` from `data/results/replications.csv`. Each row is one target "
-           "scored on a run made with another seed (or on another machine) by "
-           "`python -m provlib replicate --results <that run's results folder>`; the committed run is seed "
+           "scored on a run made with another seed or on another kind of CPU by "
+           "`python -m provlib replicate --results <that run's results folder> --name <a name>`; the committed "
+           "run is seed "
            f"{t.seed()}. No choice of the workbook was made on these runs.", ""]
     if not t.has("replications"):
         return "\n".join(out + ["No replication recorded yet.", ""])
     table = t["replications"]
-    summary = table.groupby(["seed", "run"]).met.agg(["sum", "count"]).reset_index()
+    if "cpu" not in table:
+        table = table.assign(cpu="not recorded")
+    summary = table.groupby(["seed", "run", "cpu"]).met.agg(["sum", "count"]).reset_index()
     summary["targets met"] = [f"{int(s)}/{int(c)}" for s, c in zip(summary["sum"], summary["count"])]
-    out += [markdown_table(summary[["seed", "run", "targets met"]]), "",
+    out += [markdown_table(summary[["seed", "run", "cpu", "targets met"]]), "",
             markdown_table(table[["seed", "run", "target", "bar", "value", "met"]], 3), ""]
     return "\n".join(out)
 
@@ -326,6 +331,8 @@ def replicate(results: Path, run_name: str, into: Path | None = None) -> pd.Data
     scored = score_targets(t)
     if scored.empty:
         raise ParameterError("--results", "a results folder holding at least one headline table", str(results))
+    cpus = sorted(set(t["workbook_runs"].get("cpu_model", pd.Series(dtype=str)).dropna())) if t.has("workbook_runs") else []
+    scored.insert(0, "cpu", ", ".join(cpus) or "not recorded")
     scored.insert(0, "run", run_name)
     scored.insert(0, "seed", seed)
     into = Path(into or REPO_ROOT / "data" / "results" / "replications.csv")
