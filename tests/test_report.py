@@ -75,3 +75,18 @@ def test_replicate_scores_a_run_and_replaces_its_own_rows(tmp_path):
     again = report.replicate(REPO_ROOT / "data" / "results", "same-run", into=into)
     assert len(first) == len(again) == len(pd.read_csv(into)) and first.met.isin([True, False]).all()
     assert set(first.target) == {t.name for t in report.TARGETS}
+
+
+def test_executed_notebooks_become_html_with_their_figures(tmp_path):
+    import base64
+
+    import nbformat
+
+    png = base64.b64encode(bytes.fromhex("89504e470d0a1a0a")).decode()  # a PNG signature is enough for the embed
+    cell = nbformat.v4.new_code_cell("plot()", outputs=[nbformat.v4.new_output("display_data", {"image/png": png})])
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "01_example.ipynb")
+    written = report.export_html(tmp_path, tmp_path / "html")
+    assert written == [tmp_path / "html" / "01_example.html"]
+    assert f"data:image/png;base64,{png}" in written[0].read_text()
+    with pytest.raises(ParameterError, match="--html"):
+        report.export_html(tmp_path / "html", tmp_path / "none")  # a folder without executed notebooks
