@@ -206,6 +206,7 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
     executed_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     run_started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    processor = cpu_model()
     with redirected_outputs(output_dir), headless_logging(log):
         for notebook in selected:
             print(f"== {notebook.name} (preset={preset}) started {datetime.datetime.now():%H:%M:%S}", flush=True)
@@ -219,7 +220,7 @@ def run(preset: str, only: list[str] | None = None, output_dir: Path | None = No
                          "peak_rss_gib": round(memory.peak / 2**30, 2), "cpus": os.cpu_count(),
                          "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                          "cached_artifacts_at_start": cached, "run_started": run_started,
-                         "cpu_model": cpu_model()})
+                         "cpu_model": processor})
             print(f"   {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB", flush=True)
             # recorded as each notebook ends: a run stopped or crashed later keeps the cost of what it finished
             record_run(results_dir(preset) / "workbook_runs.csv", rows[-1])

@@ -4,8 +4,8 @@ The smoke run is deterministic (fixed seeds, one process): the pins below are va
 that alters behaviour fails the notebook it touches, by name. Re-pin only for a change meant to alter results.
 ``sd-rehearsal`` goes through the paper-scale code path (folder data, checkpoints loaded from folders) with tiny
 stand-ins; it is checked for its tables and figures, not pinned, and marked ``extended``: ``make test-extended`` and CI
-run it, ``make test`` does not. Notebooks run in order in one results folder per
-preset; a test selected alone runs the notebooks before it first.
+run it, ``make test`` does not. Notebooks run in order in one results folder per preset; a test selected alone runs
+the notebooks before it first.
 """
 import json
 import os

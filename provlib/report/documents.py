@@ -12,7 +12,7 @@ from provlib.core.store import atomic_write_text
 from provlib.report.headline import (TARGETS, chosen_operating_point, cold_costs, discriminator_summary,  # noqa: F401
                                      instance_conf, instance_decisions, instance_gap, minutes, naming_counts,
                                      score_targets, test_cost, trainprove_rule, watermark_row)
-from provlib.report.tables import Tables, markdown_table, mean_ci, rate, t_interval
+from provlib.report.tables import Tables, markdown_table, mean_ci, rate, rates, selected, t_interval
 
 README_BEGIN = "<!-- results:begin: rendered by `python -m provlib report` from data/results/; do not edit -->"
 README_END = "<!-- results:end -->"
@@ -107,6 +107,12 @@ def _section(t: Tables, title: str, anchor_notebook: str, text: str, *tables: st
     return "\n".join(body)
 
 
+def _decision_rates(frame: pd.DataFrame, label: str, shown_as: str) -> pd.DataFrame:
+    """Accuracy over the pairs, TPR and FPR of TrainProVe's decisions, each as a rate with its interval."""
+    return pd.DataFrame({shown_as: frame[label], "accuracy": rates(frame, "accuracy", "pairs"),
+                         "TPR": rates(frame, "tpr", "n_positive"), "FPR": rates(frame, "fpr", "n_negative")})
+
+
 def results_markdown(t: Tables) -> str:
     """``docs/results.md``: one section per notebook with its headline tables."""
     out = ["# Results of the committed `cpu` run", "",
@@ -158,11 +164,11 @@ def results_markdown(t: Tables) -> str:
         conf_rows.append({"keys": row.method, "rho": row.rho, "mean conf": row.mean_conf, "95 % interval":
                           f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "", "models": int(row.n_models)})
     decisions = instance_decisions(t)
-    decided = pd.DataFrame({"rho": decisions.rho, "called infringing": [rate(r.called, r.n_models)
-                                                                          for r in decisions.itertuples()]})
+    decided = pd.DataFrame({"rho": decisions.rho,
+                            "called infringing": [rate(k, n) for k, n in zip(decisions.called, decisions.n_models)]})
     gap = instance_gap(t)
     by_n = t["instance_conf_by_n"]
-    by_n = by_n[by_n.selected.astype(str) == "True"].pivot_table(index=["method", "rho"], columns="n_keys",
+    by_n = selected(by_n).pivot_table(index=["method", "rho"], columns="n_keys",
                                                                    values="mean_conf")
     by_n.columns = [f"N={c}" for c in by_n.columns]
     wm = t["instance_conf_with_watermark"] if t.has("instance_conf_with_watermark") else None
@@ -184,8 +190,7 @@ def results_markdown(t: Tables) -> str:
     table1 = t["table1_discriminator"]
     t1 = pd.DataFrame({"source": table1.source, "AUC": table1.auc,
                        "AUC 95 % (bootstrap)": [f"[{a:.2f}, {b:.2f}]" for a, b in zip(table1.auc_lo, table1.auc_hi)],
-                       "test models called right": [rate(a * n, n) for a, n in zip(table1.accuracy,
-                                                                                    table1.n_test_models)],
+                       "test models called right": rates(table1, "accuracy", "n_test_models"),
                        "TPR@10%FPR": table1.tpr_at_10fpr,
                        "test infringing": table1.n_test_infringing, "test innocent": table1.n_test_innocent,
                        "shadow models": table1.n_shadow_models})
@@ -202,19 +207,19 @@ def results_markdown(t: Tables) -> str:
         det = t["dataset_watermark_detection"]
         det_rows = pd.DataFrame({
             "scheme": det.scheme, "strategy": det.strategy, "marked share": det.fraction,
-            "marked fine-tunes detected": [rate(r.tpr * r.n_models, r.n_models) for r in det.itertuples()],
-            "clean tests flagged": [rate(r.fpr * r.n_clean_tests, r.n_clean_tests) for r in det.itertuples()]})
+            "marked fine-tunes detected": rates(det, "tpr", "n_models"),
+            "clean tests flagged": rates(det, "fpr", "n_clean_tests")})
         trace = t["leak_tracing"]
         trace_rows = pd.DataFrame({
             "strategy": trace.strategy, "marked share": trace.fraction,
-            "right licensee named": [rate(r.accuracy * r.n_models, r.n_models) for r in trace.itertuples()],
+            "right licensee named": rates(trace, "accuracy", "n_models"),
             "wrong licensee": trace.named_wrong_licensee, "none named": trace.named_none})
         robust = t["watermark_robustness"]
         robust = robust[robust["transform"] != "none"]
         robust_rows = pd.DataFrame({
             "transform": robust["transform"], "applied to": robust.applied_to, "strategy": robust.strategy,
             "marked share": robust.fraction,
-            "detected": [rate(r.tpr * r.n_models, r.n_models) for r in robust.itertuples()]})
+            "detected": rates(robust, "tpr", "n_models")})
         out.append(_section(t, "06 Dataset watermarks", "06_watermarks",
                             "A licensee fine-tunes on the owner's dataset with a share of it marked; the owner "
                             "queries the fine-tune and tests for the mark (and for which licensee's mark it is).",
@@ -227,19 +232,12 @@ def results_markdown(t: Tables) -> str:
     # 07
     if t.has("trainprove_rules"):
         rules = t["trainprove_rules"]
-        rule_rows = pd.DataFrame({
-            "rule": rules.rule_name, "accuracy": [rate(r.accuracy * r.pairs, r.pairs) for r in rules.itertuples()],
-            "TPR": [rate(r.tpr * r.n_positive, r.n_positive) for r in rules.itertuples()],
-            "FPR": [rate(r.fpr * r.n_negative, r.n_negative) for r in rules.itertuples()]})
-        tables = [markdown_table(rule_rows)]
+        tables = [markdown_table(_decision_rates(rules, "rule_name", "rule"))]
         if t.has("trainprove_by_family"):
             fam = t["trainprove_by_family"]
             fam = fam[fam.rule == "grubbs"]
-            tables += ["Grubbs' test by suspect architecture:", markdown_table(pd.DataFrame({
-                "architecture": fam.architecture,
-                "accuracy": [rate(r.accuracy * r.pairs, r.pairs) for r in fam.itertuples()],
-                "TPR": [rate(r.tpr * r.n_positive, r.n_positive) for r in fam.itertuples()],
-                "FPR": [rate(r.fpr * r.n_negative, r.n_negative) for r in fam.itertuples()]}))]
+            tables += ["Grubbs' test by suspect architecture:",
+                       markdown_table(_decision_rates(fam, "architecture", "architecture"))]
         out.append(_section(t, "07 TrainProVe", "07_trainprove",
                             "Does a suspect classifier's accuracy on the defender's generated images stand out from "
                             "its accuracy on other generators' images (Grubbs' test, one-sided, α = 0.05)? Each "

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from provlib.report.tables import Tables, welch_interval
+from provlib.report.tables import Tables, selected, welch_interval
 
 # ---------------------------------------------------------------------------------------------------------------
 # headline quantities: each one is computed once here and used by the README, docs/results.md and replications
@@ -19,12 +19,12 @@ from provlib.report.tables import Tables, welch_interval
 def chosen_operating_point(t: Tables) -> pd.Series:
     """Notebook 03's selected row: feature space, delta0, conf level and the answers asked per key."""
     table = t["delta0"]
-    return table[table.selected.astype(str) == "True"].iloc[0]
+    return selected(table).iloc[0]
 
 
 def instance_conf(t: Tables) -> pd.DataFrame:
     table = t["instance_conf_by_rho"]
-    return table[table.selected.astype(str) == "True"].set_index(["method", "rho"])
+    return selected(table).set_index(["method", "rho"])
 
 
 def instance_gap(t: Tables) -> dict:

@@ -56,6 +56,16 @@ def rate(successes: float, trials: float) -> str:
     return f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def rates(frame: pd.DataFrame, share: str, count: str) -> list[str]:
+    """``rate`` of every row, from a column of shares and the column of its denominators."""
+    return [rate(k * n, n) for k, n in zip(frame[share], frame[count])]
+
+
+def selected(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a notebook marked ``selected`` (the column reads back as bool, or as text in older tables)."""
+    return frame[frame.selected.astype(str) == "True"]
+
+
 def mean_ci(value: float, interval: tuple[float, float], n: int | None = None) -> str:
     text = f"{value:+.2f}" if value < 0 else f"{value:.2f}"
     if np.isfinite(interval[0]):
